@@ -1,0 +1,345 @@
+"""The recipe: one YAML file per model holding every stage, validated before anything loads.
+
+    output_dir: outputs/zephyr-7b        # root; stages write to <output_dir>/<stage>
+    model:    {TRL ModelConfig fields} + chat_template
+    sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
+    aift:     westwind.aift_config.AIFTConfig
+    dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
+    eval:     westwind.eval_config.EvalConfig
+
+References: `@base` is model.model_name_or_path, `@sft` the sft output, `@aift` the AIFT dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from trl import DPOConfig, ModelConfig, SFTConfig
+from trl.scripts.utils import DatasetConfig
+
+from westwind import schema
+from westwind.chat_templates import TEMPLATES, is_jinja
+
+STAGES = ("sft", "aift", "dpo", "eval")
+TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
+DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
+# TRL validates these only when the trainer starts; westwind checks them up front.
+DPO_CHOICES = {
+    "loss_type": [
+        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+        "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+    ],  # fmt: skip
+    "f_divergence_type": ["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"],
+}
+# westwind's opinions on top of TRL's defaults; a recipe overrides any of them.
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
+    "dpo": {"report_to": "none", "save_total_limit": 2},
+}
+
+
+class RecipeError(Exception):
+    """Bad input: reported as `file: key: problem`, exit code 2, no traceback."""
+
+    def __init__(self, file: str | Path, key: str, problem: str):
+        super().__init__(f"{file}: {key}: {problem}")
+
+
+@dataclasses.dataclass
+class ModelArgs(ModelConfig):
+    """TRL's ModelConfig plus the chat template: a shipped name (zephyr, chatml) or a Jinja string."""
+
+    chat_template: str | None = None
+
+
+@dataclasses.dataclass
+class StageData:
+    """The dataset keys a training stage adds to TRL's config: TRL's mixture fields plus row policy."""
+
+    datasets: list[DatasetConfig] = dataclasses.field(default_factory=list)
+    test_split_size: float | None = None
+    drop_invalid_rows: bool = False
+
+
+@dataclasses.dataclass
+class DPOStageExtras(StageData):
+    model_name_or_path: str = "@sft"
+
+
+@dataclasses.dataclass
+class Recipe:
+    path: Path
+    output_dir: Path
+    model: ModelArgs
+    raw: dict[str, Any]
+    sft: SFTConfig | None = None
+    sft_data: StageData | None = None
+    dpo: DPOConfig | None = None
+    dpo_data: DPOStageExtras | None = None
+    aift: Any = None
+    eval: Any = None
+
+    def stage_dir(self, stage: str) -> Path:
+        config = getattr(self, stage, None)
+        if stage in ("sft", "dpo") and config is not None:
+            return Path(config.output_dir)
+        return self.output_dir / stage
+
+    def resolve_reference(self, value: str) -> str:
+        """Turn @base / @sft / @aift into a concrete model or dataset path."""
+        if value == "@base":
+            return self.model.model_name_or_path
+        if value == "@sft":
+            return str(self.stage_dir("sft"))
+        if value == "@aift":
+            return str(self.stage_dir("aift") / "dataset")
+        return value
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, stage: str | None = None) -> Recipe:
+    """Read, override and validate a recipe. Raises RecipeError; loads no model and writes nothing."""
+    path = Path(path)
+    raw = read_yaml(path)
+    for key, value in parse_overrides(overrides or [], stage):
+        set_key(raw, key, value, path)
+    try:
+        return validate(raw, path)
+    except schema.SchemaError as error:
+        raise RecipeError(path, error.key, error.problem) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(path, "(file)", "recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise RecipeError(path, where, f"invalid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(path, "(top level)", "a recipe must be a mapping of sections")
+    return data
+
+
+def parse_overrides(args: list[str], stage: str | None) -> list[tuple[str, Any]]:
+    """`--key value` / `--key=value` pairs. Dotted keys name a section (`--model.lora_r 8`, `--dpo.beta 0.05`);
+    plain keys go to the stage being run, except top-level keys (`--output_dir`)."""
+    pairs, index = [], 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("--") or arg == "--":
+            raise RecipeError("(command line)", arg, "expected --key value")
+        if "=" in arg:
+            key, text = arg[2:].split("=", 1)
+            index += 1
+        elif index + 1 < len(args):
+            key, text = arg[2:], args[index + 1]
+            index += 2
+        else:
+            raise RecipeError("(command line)", arg, "missing a value")
+        if "." not in key and key not in TOP_LEVEL_KEYS:
+            if stage is None:
+                raise RecipeError("(command line)", key, "name the section, e.g. --sft.learning_rate 1e-5")
+            key = f"{stage}.{key}"
+        pairs.append((key, parse_value(text)))
+    return pairs
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_key(data: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = data
+    for part in parents:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise RecipeError(path, dotted, "cannot override inside a non-mapping value")
+        node = node.setdefault(part, {})
+        if node is None:
+            node = data[part] = {}
+    if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+        node[int(leaf)] = value
+    elif isinstance(node, dict):
+        node[leaf] = value
+    else:
+        raise RecipeError(path, dotted, "cannot override inside a non-mapping value")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(raw: dict[str, Any], path: Path) -> Recipe:
+    schema.check_keys(raw, TOP_LEVEL_KEYS, "")
+    for name in ("output_dir", "model"):
+        if name not in raw:
+            raise schema.SchemaError(name, "required key is missing")
+    output_dir = Path(schema.coerce(raw["output_dir"], str, "output_dir"))
+    model = validate_model(raw["model"])
+    recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
+    if raw.get("sft") is not None:
+        recipe.sft, recipe.sft_data = validate_trainer_stage(raw["sft"], "sft", SFTConfig, StageData, output_dir)
+    if raw.get("dpo") is not None:
+        recipe.dpo, recipe.dpo_data = validate_trainer_stage(
+            raw["dpo"], "dpo", DPOConfig, DPOStageExtras, output_dir
+        )
+    if raw.get("aift") is not None:
+        from westwind.aift_config import AIFTConfig
+
+        recipe.aift = schema.build(AIFTConfig, raw["aift"], "aift")
+    if raw.get("eval") is not None:
+        from westwind.eval_config import EvalConfig
+
+        recipe.eval = schema.build(EvalConfig, raw["eval"], "eval")
+    return recipe
+
+
+def validate_model(data: Any) -> ModelArgs:
+    values = schema.check_fields(ModelArgs, data, "model")
+    if not values.get("model_name_or_path"):
+        raise schema.SchemaError("model.model_name_or_path", "required key is missing")
+    template = values.get("chat_template")
+    if template is not None and not is_jinja(template) and template not in TEMPLATES:
+        hint = schema.suggest(template, TEMPLATES)
+        raise schema.SchemaError(
+            "model.chat_template",
+            f"unknown chat template {template!r}{hint}; shipped: {', '.join(sorted(TEMPLATES))}, or a Jinja string",
+        )
+    if values.get("load_in_4bit") and values.get("load_in_8bit"):
+        raise schema.SchemaError("model.load_in_4bit", "choose one of load_in_4bit and load_in_8bit")
+    if (values.get("load_in_4bit") or values.get("load_in_8bit")) and not values.get("use_peft"):
+        raise schema.SchemaError("model.use_peft", "4-bit/8-bit (QLoRA) training needs use_peft: true")
+    try:
+        return ModelArgs(**values)
+    except (TypeError, ValueError) as error:
+        raise schema.SchemaError("model", str(error).splitlines()[0]) from None
+
+
+def validate_trainer_stage(
+    data: Any, stage: str, config_cls: type, data_cls: type, output_dir: Path
+) -> tuple[Any, Any]:
+    """Split a stage section into TRL trainer args and westwind data keys; validate and build both."""
+    if not isinstance(data, dict):
+        raise schema.SchemaError(stage, f"expected a mapping, got {schema.describe(data)}")
+    data_keys = set(schema.field_types(data_cls))
+    trainer_keys = set(schema.field_types(config_cls))
+    schema.check_keys(data, data_keys | trainer_keys, stage)
+    stage_data = schema.build(data_cls, {k: v for k, v in data.items() if k in data_keys}, stage)
+    if stage == "sft" and not stage_data.datasets:
+        raise schema.SchemaError("sft.datasets", "required key is missing")
+    for index, dataset in enumerate(stage_data.datasets):
+        check_dataset_path(dataset, f"{stage}.datasets[{index}]")
+    trainer_values = {**STAGE_DEFAULTS.get(stage, {}), **{k: v for k, v in data.items() if k in trainer_keys}}
+    trainer_values.setdefault("output_dir", str(output_dir / stage))
+    values = schema.check_fields(config_cls, trainer_values, stage, DPO_CHOICES if stage == "dpo" else None)
+    values.setdefault("use_cpu", not accelerator_available())
+    try:
+        return config_cls(**values), stage_data
+    except (TypeError, ValueError) as error:
+        raise schema.SchemaError(stage, str(error).splitlines()[0]) from None
+
+
+def accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def looks_local(path: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything else (./x, /x, a/b/c, x.jsonl) is a local path."""
+    return (
+        Path(path).exists()
+        or path.startswith((".", "/", "~"))
+        or path.endswith(DATA_FILE_SUFFIXES)
+        or path.count("/") > 1
+    )
+
+
+def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
+    if dataset.path.startswith("@"):
+        if dataset.path not in ("@aift",):
+            raise schema.SchemaError(f"{key}.path", f"unknown reference {dataset.path!r} (datasets take @aift)")
+        return
+    if looks_local(dataset.path) and not Path(dataset.path).expanduser().exists():
+        raise schema.SchemaError(f"{key}.path", f"local dataset path does not exist: {dataset.path}")
+
+
+# ---------------------------------------------------------------- command line
+
+
+@contextlib.contextmanager
+def exit_on_bad_input() -> Iterator[None]:
+    """Print bad-input errors as one line and exit 2: no traceback."""
+    from westwind.data import DataError
+
+    try:
+        yield
+    except (RecipeError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def summarize(recipe: Recipe) -> str:
+    """Each stage's resolved config, for `westwind check`."""
+    lines = [f"recipe: {recipe.path}", f"output_dir: {recipe.output_dir}", "model:"]
+    lines += _indent(non_default(recipe.model, ModelArgs()))
+    for stage in STAGES:
+        config = getattr(recipe, stage)
+        if config is None:
+            continue
+        lines.append(f"{stage}:  # -> {recipe.stage_dir(stage)}")
+        extras = getattr(recipe, f"{stage}_data", None)
+        if extras is not None:
+            lines += _indent(dataclasses.asdict(extras))
+        lines += _indent(non_default(config, None))
+    return "\n".join(lines)
+
+
+def non_default(config: Any, reference: Any) -> dict[str, Any]:
+    """The fields of a config that differ from its class defaults (TRL configs have hundreds)."""
+    out = {}
+    for field in dataclasses.fields(config):
+        if not field.init:
+            continue
+        value = getattr(config, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        if reference is not None:
+            default = getattr(reference, field.name)
+        if value != default and not callable(value):
+            out[field.name] = value.value if hasattr(value, "value") else value
+    return out
+
+
+def _indent(values: dict[str, Any]) -> list[str]:
+    text = yaml.safe_dump(_plain(values), sort_keys=True, default_flow_style=False).rstrip()
+    return ["  " + line for line in text.splitlines()] if values else []
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
