@@ -53,9 +53,11 @@ class RecipeError(Exception):
 
 @dataclasses.dataclass
 class ModelArgs(ModelConfig):
-    """TRL's ModelConfig plus the chat template: a shipped name (zephyr, chatml) or a Jinja string."""
+    """TRL's ModelConfig plus the chat template (a shipped name or a Jinja string) and trust_remote_code,
+    which TRL 1.16 keeps on the trainer configs; westwind sets it there from here."""
 
     chat_template: str | None = None
+    trust_remote_code: bool = False
 
 
 @dataclasses.dataclass
@@ -194,11 +196,9 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     model = validate_model(raw["model"])
     recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
     if raw.get("sft") is not None:
-        recipe.sft, recipe.sft_data = validate_trainer_stage(raw["sft"], "sft", SFTConfig, StageData, output_dir)
+        recipe.sft, recipe.sft_data = validate_trainer_stage(raw["sft"], "sft", SFTConfig, StageData, recipe)
     if raw.get("dpo") is not None:
-        recipe.dpo, recipe.dpo_data = validate_trainer_stage(
-            raw["dpo"], "dpo", DPOConfig, DPOStageExtras, output_dir
-        )
+        recipe.dpo, recipe.dpo_data = validate_trainer_stage(raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe)
     if raw.get("aift") is not None:
         from westwind.aift_config import AIFTConfig
 
@@ -231,9 +231,7 @@ def validate_model(data: Any) -> ModelArgs:
         raise schema.SchemaError("model", str(error).splitlines()[0]) from None
 
 
-def validate_trainer_stage(
-    data: Any, stage: str, config_cls: type, data_cls: type, output_dir: Path
-) -> tuple[Any, Any]:
+def validate_trainer_stage(data: Any, stage: str, config_cls: type, data_cls: type, recipe: Recipe) -> tuple[Any, Any]:
     """Split a stage section into TRL trainer args and westwind data keys; validate and build both."""
     if not isinstance(data, dict):
         raise schema.SchemaError(stage, f"expected a mapping, got {schema.describe(data)}")
@@ -246,7 +244,10 @@ def validate_trainer_stage(
     for index, dataset in enumerate(stage_data.datasets):
         check_dataset_path(dataset, f"{stage}.datasets[{index}]")
     trainer_values = {**STAGE_DEFAULTS.get(stage, {}), **{k: v for k, v in data.items() if k in trainer_keys}}
-    trainer_values.setdefault("output_dir", str(output_dir / stage))
+    trainer_values.setdefault("output_dir", str(recipe.output_dir / stage))
+    if "trust_remote_code" in trainer_values:
+        raise schema.SchemaError(f"{stage}.trust_remote_code", "set it once, as model.trust_remote_code")
+    trainer_values["trust_remote_code"] = recipe.model.trust_remote_code
     values = schema.check_fields(config_cls, trainer_values, stage, DPO_CHOICES if stage == "dpo" else None)
     values.setdefault("use_cpu", not accelerator_available())
     try:

@@ -1,0 +1,137 @@
+"""Load tokenizers and models the way every stage needs them, and build the DPO policy from the dSFT output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import is_flash_attn_2_available
+from trl import get_peft_config, get_quantization_config
+
+from westwind.chat_templates import apply_chat_template_choice
+
+logger = logging.getLogger(__name__)
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    return json.loads((Path(path) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def _hub_kwargs(name_or_path: str, model_args) -> dict[str, Any]:
+    """Revision applies to the recipe's base model only; local outputs (sft, merged) have none."""
+    revision = model_args.model_revision if name_or_path == model_args.model_name_or_path else None
+    return {"revision": revision or "main", "trust_remote_code": model_args.trust_remote_code}
+
+
+def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
+    """The tokenizer with the recipe's chat template (or its own), and a pad token."""
+    if is_adapter_dir(name_or_path) and not (Path(name_or_path) / "tokenizer_config.json").exists():
+        name_or_path = adapter_base(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **_hub_kwargs(name_or_path, model_args))
+    apply_chat_template_choice(tokenizer, model_args.chat_template)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def attn_implementation(requested: str | None) -> str | None:
+    """flash_attention_2 when it can run; otherwise sdpa, said out loud."""
+    if requested == "flash_attention_2" and not is_flash_attn_2_available():
+        message = "westwind: flash-attn is not installed (or no CUDA); falling back to attn_implementation=sdpa"
+        logger.warning(message)
+        print(message)
+        return "sdpa"
+    return requested
+
+
+def model_init_kwargs(name_or_path: str, model_args, quantize: bool = True) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        **_hub_kwargs(name_or_path, model_args),
+        "dtype": model_args.dtype,
+        "attn_implementation": attn_implementation(model_args.attn_implementation),
+    }
+    quantization_config = get_quantization_config(model_args) if quantize else None
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = kbit_device_map()
+    return kwargs
+
+
+def kbit_device_map() -> dict[str, Any] | None:
+    """Quantized weights go to this process's accelerator as a whole (one copy per rank under DDP)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    return None if state.device.type == "cpu" else {"": state.local_process_index}
+
+
+def load_causal_lm(
+    name_or_path: str, model_args, tokenizer: PreTrainedTokenizerBase | None = None, quantize: bool = True, **kwargs
+) -> PreTrainedModel:
+    """A causal LM with the recipe's dtype, attention and quantization; embeddings grown to the tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, **{**model_init_kwargs(name_or_path, model_args, quantize), **kwargs}
+    )
+    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def sft_model(model_args, tokenizer):
+    """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
+    model = load_causal_lm(model_args.model_name_or_path, model_args, tokenizer)
+    return model, get_peft_config(model_args)
+
+
+def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
+    """The DPO policy and PEFT config. The reference is the dSFT model in every mode:
+
+    - dSFT full, DPO full: the policy is loaded from the dSFT dir; TRL's reference (or precomputed
+      log-probs) comes from that same dir.
+    - dSFT full, DPO LoRA: a new adapter on the dSFT model; "adapter disabled" is the dSFT model.
+    - dSFT LoRA/QLoRA, DPO LoRA/QLoRA: base + the dSFT adapter, trainable; TRL copies it into a frozen
+      "ref" adapter. Disabling adapters would give the *base* model: the anchor project's bug.
+    - dSFT LoRA, DPO full: the adapter is merged into the base and saved to `merged_dir`, so TRL's
+      reference (loaded from the policy's own path) is the merged dSFT model, not the base.
+    """
+    if not is_adapter_dir(sft_path):
+        return load_causal_lm(sft_path, model_args, tokenizer), get_peft_config(model_args)
+    from peft import PeftModel
+
+    base = adapter_base(sft_path)
+    if model_args.use_peft:
+        model = load_causal_lm(base, model_args, tokenizer)
+        if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model)
+        logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
+        return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
+    return load_causal_lm(merge_adapter(sft_path, model_args, tokenizer, merged_dir), model_args, tokenizer), None
+
+
+def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
+    """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it."""
+    from accelerate import PartialState
+    from peft import PeftModel
+
+    with PartialState().main_process_first():
+        if not (merged_dir / "config.json").exists():
+            base = load_causal_lm(adapter_base(adapter_path), model_args, tokenizer, quantize=False)
+            merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
+            staging = merged_dir.with_name(merged_dir.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            merged.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(merged_dir)
+    return str(merged_dir)

@@ -1,0 +1,57 @@
+"""What both training stages do around TRL's trainers: resume, save, card, push."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from westwind.recipe import Recipe
+
+logger = logging.getLogger(__name__)
+RECIPE_COPY = "westwind_recipe.yaml"
+
+
+def setup(config) -> None:
+    """Logging and seeds for a stage: TRL's config carries the seed and log level."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(config.seed)
+
+
+def checkpoint_to_resume(config) -> str | None:
+    """An explicit resume_from_checkpoint wins; otherwise the newest checkpoint in output_dir, if any."""
+    if config.resume_from_checkpoint:
+        return config.resume_from_checkpoint
+    if not Path(config.output_dir).is_dir():
+        return None
+    last = get_last_checkpoint(config.output_dir)
+    if last:
+        print(f"westwind: resuming from {last}")
+    return last
+
+
+def finish(trainer, recipe: Recipe, stage: str) -> None:
+    """Save the model and tokenizer (with its chat template), a model card naming the recipe, and the recipe."""
+    config = trainer.args
+    output_dir = Path(config.output_dir)
+    trainer.save_model(str(output_dir))
+    if trainer.accelerator.is_main_process:
+        shutil.copyfile(recipe.path, output_dir / RECIPE_COPY)
+        trainer.create_model_card(model_name=output_dir.name, tags=["westwind", f"westwind-{stage}", stage])
+        _note_recipe_in_card(output_dir / "README.md", recipe, stage)
+        trainer.accelerator.print(f"westwind: {stage} model saved to {output_dir}")
+    if config.push_to_hub:
+        trainer.push_to_hub()
+    trainer.accelerator.wait_for_everyone()
+
+
+def _note_recipe_in_card(card: Path, recipe: Recipe, stage: str) -> None:
+    text = card.read_text() if card.exists() else ""
+    note = (
+        f"\n\n## westwind\n\nTrained by the `{stage}` stage of the westwind recipe `{recipe.path.name}` "
+        f"(copied beside this card as `{RECIPE_COPY}`), base model `{recipe.model.model_name_or_path}`.\n"
+    )
+    card.write_text(text + note)
