@@ -25,10 +25,21 @@ ARCHITECTURES: dict[str, type[PretrainedConfig]] = {
 }
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on `texts`; any string round-trips. Ships a ChatML template of its own."""
+def build_tokenizer(
+    texts: Iterable[str], vocab_size: int = 512, individual_digits: bool = False
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts`; any string round-trips. Ships a ChatML template of its own.
+
+    `individual_digits` gives every digit its own token (no merges across digits), which makes
+    column arithmetic learnable for a tiny model.
+    """
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if individual_digits
+        else byte_level
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -85,11 +96,12 @@ def save_tiny_model(
     texts: Iterable[str],
     architecture: str = "llama",
     vocab_size: int = 512,
+    individual_digits: bool = False,
     **model_kwargs,
 ) -> Path:
     """Train a tokenizer on `texts`, build a random model around it, and save both to `out_dir`."""
     out = Path(out_dir)
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, individual_digits=individual_digits)
     model = build_model(architecture, tokenizer, **model_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)

@@ -1,0 +1,186 @@
+"""`westwind init-model`: a tokenizer trained on local data plus a random-weight model, built from scratch.
+
+    westwind init-model --out outputs/demo-cpu/base --data data/demo/sft.jsonl --hidden-size 128
+
+The out dir records the arguments it was built from (`init_model.json`); running again with the same
+arguments and data skips the build, so a pipeline can call it on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from westwind.chat_templates import apply_chat_template_choice
+from westwind.tiny import ARCHITECTURES, build_model, build_tokenizer
+
+MANIFEST = "init_model.json"
+
+
+def init_model(
+    out_dir: str | Path,
+    architecture: str = "llama",
+    texts_from: Sequence[str | Path] = (),
+    vocab_size: int = 384,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 256,
+    individual_digits: bool = True,
+    chat_template: str | None = "zephyr",
+    seed: int = 0,
+    force: bool = False,
+) -> Path:
+    """Train a BPE tokenizer on the jsonl files' text, build a random `architecture` model, save both.
+
+    Skips when `out_dir` already holds a model built from the same arguments and data. Raises
+    FileExistsError for a non-empty `out_dir` that init-model did not make (unless `force`).
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
+    if not texts_from:
+        raise ValueError("init-model needs at least one jsonl file to train the tokenizer on")
+    out = Path(out_dir)
+    manifest = {
+        "architecture": architecture,
+        "data": {str(path): file_digest(path) for path in texts_from},
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "intermediate_size": intermediate_size,
+        "max_position_embeddings": max_position_embeddings,
+        "individual_digits": individual_digits,
+        "chat_template": chat_template,
+        "seed": seed,
+    }
+    previous = read_manifest(out)
+    if previous == manifest and (out / "config.json").is_file():
+        print(f"init-model: {out} already holds this model (same arguments and data); skipping")
+        return out
+    if previous is None and any(out.glob("*")) and not force:
+        raise FileExistsError(f"{out} is not empty and was not made by init-model; pass --force to overwrite")
+
+    texts = list(corpus_texts(texts_from, chat_template))
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, individual_digits=individual_digits)
+    if chat_template is not None:
+        apply_chat_template_choice(tokenizer, chat_template)
+    model = build_model(
+        architecture,
+        tokenizer,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        seed=seed,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out)
+    model.save_pretrained(out)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"init-model: wrote {out} ({architecture}, {parameters / 1e6:.2f}M parameters, vocab {len(tokenizer)})")
+    return out
+
+
+def corpus_texts(paths: Sequence[str | Path], chat_template: str | None) -> Iterator[str]:
+    """Every string in the jsonl rows; conversations also rendered with the chat template, so its
+    role markers become tokens."""
+    renderer = None
+    if chat_template is not None:
+        renderer = build_tokenizer(["x"], vocab_size=300)
+        apply_chat_template_choice(renderer, chat_template)
+    for path in paths:
+        with open(path) as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                yield from strings_in(row)
+                messages = row.get("messages") if isinstance(row, dict) else None
+                if renderer is not None and isinstance(messages, list):
+                    # The eos token is special (never merged), so leave it out of the BPE corpus.
+                    yield renderer.apply_chat_template(messages, tokenize=False).replace(renderer.eos_token, "")
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="westwind init-model",
+        description="Train a tokenizer on local jsonl data and save a random-weight model around it.",
+    )
+    parser.add_argument("--out", required=True, help="folder to save the model and tokenizer in")
+    parser.add_argument(
+        "--data", required=True, nargs="+", help="jsonl files whose text trains the tokenizer"
+    )
+    parser.add_argument("--architecture", default="llama", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--vocab-size", type=int, default=384)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--intermediate-size", type=int, default=None, help="default: 4 x hidden size")
+    parser.add_argument("--max-position-embeddings", type=int, default=256)
+    parser.add_argument(
+        "--no-individual-digits",
+        dest="individual_digits",
+        action="store_false",
+        help="let BPE merge digits (by default every digit is its own token)",
+    )
+    parser.add_argument("--chat-template", default="zephyr", help="shipped template name, or 'none'")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty out dir")
+    args = parser.parse_args(argv)
+    missing = [path for path in args.data if not Path(path).is_file()]
+    if missing:
+        parser.error(f"data file not found: {', '.join(missing)}")
+    try:
+        init_model(
+            args.out,
+            architecture=args.architecture,
+            texts_from=args.data,
+            vocab_size=args.vocab_size,
+            hidden_size=args.hidden_size,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            intermediate_size=args.intermediate_size,
+            max_position_embeddings=args.max_position_embeddings,
+            individual_digits=args.individual_digits,
+            chat_template=None if args.chat_template.lower() == "none" else args.chat_template,
+            seed=args.seed,
+            force=args.force,
+        )
+    except (FileExistsError, ValueError, KeyError) as error:
+        print(f"error: {error}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
