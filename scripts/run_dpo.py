@@ -28,7 +28,9 @@ def main(argv: list[str]) -> None:
         config, stage = recipe.dpo, recipe.dpo_data
         policy_path = recipe.resolve_reference(stage.model_name_or_path)
         if not Path(policy_path).exists() and stage.model_name_or_path.startswith("@"):
-            raise RecipeError(recipe.path, "dpo.model_name_or_path", f"{policy_path} not found: run that stage first")
+            raise RecipeError(
+                recipe.path, "dpo.model_name_or_path", f"{policy_path} not found: run that stage first"
+            )
         configs = [_resolved(recipe, dataset) for dataset in stage.datasets or [_default_dataset()]]
         training.setup(config)
         dataset = data.dpo_dataset(configs, stage.test_split_size, config.seed, stage.drop_invalid_rows)
@@ -60,7 +62,9 @@ def _resolved(recipe, dataset):
 
     path = recipe.resolve_reference(dataset.path)
     if dataset.path.startswith("@") and not Path(path).exists():
-        raise RecipeError(recipe.path, "dpo.datasets", f"{dataset.path} -> {path} not found: run that stage first")
+        raise RecipeError(
+            recipe.path, "dpo.datasets", f"{dataset.path} -> {path} not found: run that stage first"
+        )
     return dataclasses.replace(dataset, path=path)
 
 

@@ -1,6 +1,6 @@
 """dSFT: supervised fine-tuning on teacher-written dialogues with TRL's SFTTrainer.
 
-    accelerate launch scripts/run_sft.py recipes/zephyr-7b.yaml [--learning_rate 1e-5] [--model.lora_r 8]
+accelerate launch scripts/run_sft.py recipes/zephyr-7b.yaml [--learning_rate 1e-5] [--model.lora_r 8]
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def main(argv: list[str]) -> None:
             raise RecipeError(recipe.path, "sft", "the recipe has no sft section")
         config, stage = recipe.sft, recipe.sft_data
         training.setup(config)
-        dataset = data.sft_dataset(stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
+        dataset = data.sft_dataset(
+            stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
+        )
 
     tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
     model, peft_config = models.sft_model(recipe.model, tokenizer)

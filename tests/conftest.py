@@ -17,7 +17,27 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
-WORDS = "the a cat dog sun moon river tree stone blue red green quick slow happy small big old new".split()
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sun",
+    "moon",
+    "river",
+    "tree",
+    "stone",
+    "blue",
+    "red",
+    "green",
+    "quick",
+    "slow",
+    "happy",
+    "small",
+    "big",
+    "old",
+    "new",
+]
 
 
 def generated_sentences(count: int, seed: int = 0) -> list[str]:
@@ -46,7 +66,9 @@ def make_preferences(count: int, seed: int = 0) -> list[dict]:
     for row in make_conversations(count, seed):
         *prompt, answer = row["messages"]
         wrong = " ".join(answer["content"].split()[::-1]) + " the"
-        rows.append({"prompt": prompt, "chosen": [answer], "rejected": [{"role": "assistant", "content": wrong}]})
+        rows.append(
+            {"prompt": prompt, "chosen": [answer], "rejected": [{"role": "assistant", "content": wrong}]}
+        )
     return rows
 
 
@@ -101,3 +123,52 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"../shared is absent (a user's clone): {path} not found")
     return path
+
+
+def tiny_recipe(tmp_path: Path, model_dir: Path, sft_data: Path, dpo_data: Path, **sections) -> dict:
+    """A small valid recipe as a dict; `sections` (e.g. sft={...}) update the defaults."""
+    recipe = {
+        "output_dir": str(tmp_path / "out"),
+        "model": {"model_name_or_path": str(model_dir), "dtype": "float32", "chat_template": "zephyr"},
+        "sft": {
+            "datasets": [{"path": str(sft_data)}],
+            "max_steps": 4,
+            "per_device_train_batch_size": 8,
+            "learning_rate": 3e-3,
+            "bf16": False,
+            "gradient_checkpointing": False,
+            "logging_steps": 1,
+            "max_length": 64,
+            "save_steps": 1000,
+            "dataloader_num_workers": 0,
+        },
+        "dpo": {
+            "datasets": [{"path": str(dpo_data)}],
+            "max_steps": 3,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-4,
+            "bf16": False,
+            "gradient_checkpointing": False,
+            "logging_steps": 1,
+            "max_length": 64,
+            "beta": 0.1,
+        },
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(recipe.get(section), dict):
+            recipe[section].update(values)
+        else:
+            recipe[section] = values
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def recipe_file(tmp_path, tiny_model, sft_jsonl, dpo_jsonl) -> Path:
+    return write_recipe(tmp_path / "recipe.yaml", tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl))

@@ -32,7 +32,9 @@ def load_dataset_config(config: DatasetConfig) -> Dataset:
             dataset = datasets.load_from_disk(str(path))
             if isinstance(dataset, DatasetDict):
                 if config.split not in dataset:
-                    raise DataError(f"dataset {config.path}: no split {config.split!r} (has {', '.join(dataset)})")
+                    raise DataError(
+                        f"dataset {config.path}: no split {config.split!r} (has {', '.join(dataset)})"
+                    )
                 dataset = dataset[config.split]
         elif path.is_file():
             builder = FILE_BUILDERS.get(path.suffix)
@@ -81,7 +83,8 @@ def load_mixture(configs: list[DatasetConfig], seed: int, prepare: Callable | No
         weights = [f / sum(fractions) for f in fractions]
         total = min(len(part) / w for part, w in zip(parts, weights, strict=True) if w > 0)
         parts = [
-            part.shuffle(seed=seed).select(range(round(w * total))) for part, w in zip(parts, weights, strict=True)
+            part.shuffle(seed=seed).select(range(round(w * total)))
+            for part, w in zip(parts, weights, strict=True)
         ]
     return datasets.concatenate_datasets(parts)
 
@@ -205,7 +208,9 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
     def prepare(dataset: Dataset, name: str) -> Dataset:
         missing = {"chosen", "rejected"} - set(dataset.column_names)
         if missing:
-            raise DataError(f"dataset {name}: no column(s) {sorted(missing)} (DPO takes prompt/chosen/rejected)")
+            raise DataError(
+                f"dataset {name}: no column(s) {sorted(missing)} (DPO takes prompt/chosen/rejected)"
+            )
         return _checked(dataset, name, preference_problem, drop_invalid, transform=to_preference)
 
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)

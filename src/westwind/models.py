@@ -45,7 +45,9 @@ def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
 def attn_implementation(requested: str | None) -> str | None:
     """flash_attention_2 when it can run; otherwise sdpa, said out loud."""
     if requested == "flash_attention_2" and not is_flash_attn_2_available():
-        message = "westwind: flash-attn is not installed (or no CUDA); falling back to attn_implementation=sdpa"
+        message = (
+            "westwind: flash-attn is not installed (or no CUDA); falling back to attn_implementation=sdpa"
+        )
         logger.warning(message)
         print(message)
         return "sdpa"
@@ -74,7 +76,11 @@ def kbit_device_map() -> dict[str, Any] | None:
 
 
 def load_causal_lm(
-    name_or_path: str, model_args, tokenizer: PreTrainedTokenizerBase | None = None, quantize: bool = True, **kwargs
+    name_or_path: str,
+    model_args,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    quantize: bool = True,
+    **kwargs,
 ) -> PreTrainedModel:
     """A causal LM with the recipe's dtype, attention and quantization; embeddings grown to the tokenizer."""
     model = AutoModelForCausalLM.from_pretrained(
@@ -117,7 +123,9 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
             model = prepare_model_for_kbit_training(model)
         logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
         return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
-    return load_causal_lm(merge_adapter(sft_path, model_args, tokenizer, merged_dir), model_args, tokenizer), None
+    return load_causal_lm(
+        merge_adapter(sft_path, model_args, tokenizer, merged_dir), model_args, tokenizer
+    ), None
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:

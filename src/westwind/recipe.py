@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,21 @@ DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
 # TRL validates these only when the trainer starts; westwind checks them up front.
 DPO_CHOICES = {
     "loss_type": [
-        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-        "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sft",
+        "sigmoid_norm",
     ],  # fmt: skip
     "f_divergence_type": ["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"],
 }
@@ -198,7 +212,9 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     if raw.get("sft") is not None:
         recipe.sft, recipe.sft_data = validate_trainer_stage(raw["sft"], "sft", SFTConfig, StageData, recipe)
     if raw.get("dpo") is not None:
-        recipe.dpo, recipe.dpo_data = validate_trainer_stage(raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe)
+        recipe.dpo, recipe.dpo_data = validate_trainer_stage(
+            raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe
+        )
     if raw.get("aift") is not None:
         from westwind.aift_config import AIFTConfig
 
@@ -231,7 +247,9 @@ def validate_model(data: Any) -> ModelArgs:
         raise schema.SchemaError("model", str(error).splitlines()[0]) from None
 
 
-def validate_trainer_stage(data: Any, stage: str, config_cls: type, data_cls: type, recipe: Recipe) -> tuple[Any, Any]:
+def validate_trainer_stage(
+    data: Any, stage: str, config_cls: type, data_cls: type, recipe: Recipe
+) -> tuple[Any, Any]:
     """Split a stage section into TRL trainer args and westwind data keys; validate and build both."""
     if not isinstance(data, dict):
         raise schema.SchemaError(stage, f"expected a mapping, got {schema.describe(data)}")
@@ -251,9 +269,16 @@ def validate_trainer_stage(data: Any, stage: str, config_cls: type, data_cls: ty
     values = schema.check_fields(config_cls, trainer_values, stage, DPO_CHOICES if stage == "dpo" else None)
     values.setdefault("use_cpu", not accelerator_available())
     try:
-        return config_cls(**values), stage_data
+        return quietly(config_cls, **values), stage_data
     except (TypeError, ValueError) as error:
         raise schema.SchemaError(stage, str(error).splitlines()[0]) from None
+
+
+def quietly(config_cls: type, **values: Any) -> Any:
+    """Build a TRL config without its deprecation chatter (e.g. TRL's own gradient_checkpointing default)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return config_cls(**values)
 
 
 def accelerator_available() -> bool:
@@ -275,7 +300,9 @@ def looks_local(path: str) -> bool:
 def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
     if dataset.path.startswith("@"):
         if dataset.path not in ("@aift",):
-            raise schema.SchemaError(f"{key}.path", f"unknown reference {dataset.path!r} (datasets take @aift)")
+            raise schema.SchemaError(
+                f"{key}.path", f"unknown reference {dataset.path!r} (datasets take @aift)"
+            )
         return
     if looks_local(dataset.path) and not Path(dataset.path).expanduser().exists():
         raise schema.SchemaError(f"{key}.path", f"local dataset path does not exist: {dataset.path}")
@@ -308,24 +335,25 @@ def summarize(recipe: Recipe) -> str:
         extras = getattr(recipe, f"{stage}_data", None)
         if extras is not None:
             lines += _indent(dataclasses.asdict(extras))
-        lines += _indent(non_default(config, None))
+        lines += _indent(non_default(config, _default_like(config)))
     return "\n".join(lines)
 
 
+def _default_like(config: Any) -> Any:
+    if not isinstance(config, (SFTConfig, DPOConfig)):
+        return type(config)()
+    return quietly(type(config), output_dir=config.output_dir, use_cpu=config.use_cpu)
+
+
 def non_default(config: Any, reference: Any) -> dict[str, Any]:
-    """The fields of a config that differ from its class defaults (TRL configs have hundreds)."""
+    """The fields of a config that differ from a default-built one (TRL configs have hundreds)."""
     out = {}
     for field in dataclasses.fields(config):
-        if not field.init:
-            continue
         value = getattr(config, field.name)
-        default = field.default if field.default is not dataclasses.MISSING else None
-        if field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        if reference is not None:
-            default = getattr(reference, field.name)
-        if value != default and not callable(value):
+        if field.init and value != getattr(reference, field.name) and not callable(value):
             out[field.name] = value.value if hasattr(value, "value") else value
+    if "output_dir" in {f.name for f in dataclasses.fields(config)}:
+        out["output_dir"] = config.output_dir
     return out
 
 

@@ -123,7 +123,7 @@ def _coerce_union(value: Any, options: tuple, key: str) -> Any:
     for option in sorted((o for o in options if o is not type(None)), key=_union_order):
         try:
             return coerce(value, option, key)
-        except SchemaError as error:
+        except SchemaError:
             errors.append(_type_name(option))
     raise SchemaError(key, f"expected {' or '.join(errors)}, got {describe(value)}")
 

@@ -1,0 +1,169 @@
+"""Recipe validation: every bad input names the file and key path, exits 2, and writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO, tiny_recipe, write_recipe
+
+from westwind.recipe import RecipeError, load_recipe, parse_overrides
+
+
+def recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit) -> str:
+    recipe = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    edit(recipe)
+    return str(write_recipe(tmp_path / "recipe.yaml", recipe))
+
+
+def error_of(path: str, overrides: list[str] | None = None, stage: str | None = None) -> str:
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path, overrides, stage)
+    return str(caught.value)
+
+
+def test_valid_recipe_resolves_stages_and_chains_dpo_to_sft(recipe_file, tmp_path):
+    recipe = load_recipe(recipe_file)
+    assert recipe.sft.output_dir == str(tmp_path / "out" / "sft")
+    assert recipe.dpo.output_dir == str(tmp_path / "out" / "dpo")
+    assert recipe.resolve_reference(recipe.dpo_data.model_name_or_path) == str(tmp_path / "out" / "sft")
+    assert recipe.sft.assistant_only_loss is True  # westwind's default
+    assert recipe.sft.learning_rate == pytest.approx(3e-3)
+    assert recipe.dpo.beta == pytest.approx(0.1)
+
+
+def test_yaml_exponent_strings_become_floats(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    path = recipe_with(
+        tmp_path, tiny_model, sft_jsonl, dpo_jsonl, lambda r: r["dpo"].update(learning_rate="5e-7")
+    )
+    assert load_recipe(path).dpo.learning_rate == pytest.approx(5e-7)
+
+
+CASES = {
+    "unknown key with hint": (
+        lambda r: r["sft"].update(learnin_rate=1e-3),
+        "sft.learnin_rate",
+        "did you mean learning_rate",
+    ),
+    "renamed TRL key": (
+        lambda r: r["sft"].update(max_seq_length=128),
+        "sft.max_seq_length",
+        "did you mean max_length",
+    ),
+    "unknown top-level section": (lambda r: r.update(stf={}), "stf", "unknown key"),
+    "wrong type": (lambda r: r["dpo"].update(beta="high"), "dpo.beta", "expected a number"),
+    "wrong type in model": (lambda r: r["model"].update(lora_r="big"), "model.lora_r", "expected an integer"),
+    "bad enum": (
+        lambda r: r["sft"].update(lr_scheduler_type="cosinus"),
+        "sft.lr_scheduler_type",
+        "is not one of",
+    ),
+    "bad dpo loss type": (lambda r: r["dpo"].update(loss_type="sigmod"), "dpo.loss_type", "is not one of"),
+    "bad TRL choice": (
+        lambda r: r["sft"].update(packing_strategy="tight"),
+        "sft.packing_strategy",
+        "is not one of",
+    ),
+    "missing model name": (
+        lambda r: r["model"].pop("model_name_or_path"),
+        "model.model_name_or_path",
+        "required",
+    ),
+    "missing sft datasets": (lambda r: r["sft"].pop("datasets"), "sft.datasets", "required"),
+    "missing dataset path": (
+        lambda r: r["sft"]["datasets"][0].pop("path"),
+        "sft.datasets[0].path",
+        "required",
+    ),
+    "unknown chat template": (
+        lambda r: r["model"].update(chat_template="zephir"),
+        "model.chat_template",
+        "did you mean zephyr",
+    ),
+    "missing local dataset": (
+        lambda r: r["dpo"]["datasets"][0].update(path="data/nope/prefs.jsonl"),
+        "dpo.datasets[0].path",
+        "does not exist",
+    ),
+    "quantization without peft": (lambda r: r["model"].update(load_in_4bit=True), "model.use_peft", "QLoRA"),
+    "both 4 and 8 bit": (
+        lambda r: r["model"].update(load_in_4bit=True, load_in_8bit=True, use_peft=True),
+        "model.load_in_4bit",
+        "choose one",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_each_bad_input_names_file_key_and_problem(case, tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    edit, key, problem = CASES[case]
+    path = recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit)
+    message = error_of(path)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert problem in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  model_name_or_path: x\n sft: [\n")
+    message = error_of(str(path))
+    assert message.startswith(f"{path}: line ") and "invalid YAML" in message
+
+
+def test_hub_ids_are_not_checked_for_existence(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    path = recipe_with(
+        tmp_path,
+        tiny_model,
+        sft_jsonl,
+        dpo_jsonl,
+        lambda r: r["sft"]["datasets"][0].update(path="HuggingFaceH4/ultrachat_200k"),
+    )
+    assert load_recipe(path).sft_data.datasets[0].path == "HuggingFaceH4/ultrachat_200k"
+
+
+def test_overrides_target_the_stage_and_named_sections(recipe_file):
+    recipe = load_recipe(
+        recipe_file, ["--learning_rate", "1e-5", "--model.lora_r", "8", "--dpo.beta=0.05"], stage="sft"
+    )
+    assert recipe.sft.learning_rate == pytest.approx(1e-5)
+    assert recipe.model.lora_r == 8
+    assert recipe.dpo.beta == pytest.approx(0.05)
+
+
+def test_top_level_override_moves_every_stage(recipe_file, tmp_path):
+    recipe = load_recipe(recipe_file, ["--output_dir", str(tmp_path / "elsewhere")], stage="dpo")
+    assert recipe.dpo.output_dir == str(tmp_path / "elsewhere" / "dpo")
+
+
+def test_bad_override_is_validated_like_the_file(recipe_file):
+    assert "dpo.beta: expected a number" in error_of(str(recipe_file), ["--beta", "x"], stage="dpo")
+    with pytest.raises(RecipeError, match="expected --key value"):
+        parse_overrides(["beta", "1"], "dpo")
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("script", ["scripts/run_sft.py", "scripts/run_dpo.py", "-m westwind.cli check"])
+def test_scripts_exit_2_with_one_line_and_write_nothing(script, tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    path = recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, lambda r: r["dpo"].update(bete=0.1))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = script.split() if script.startswith("-m") else [str(REPO / script)]
+    result = run(*args, path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path}: dpo.bete: unknown key (did you mean beta?)"], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no output_dir
+
+
+def test_check_prints_each_stage_resolved(recipe_file):
+    result = run("-m", "westwind.cli", "check", str(recipe_file), "--sft.learning_rate", "2e-4")
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout.replace("ok: recipe is valid", ""))
+    assert printed["sft"]["learning_rate"] == pytest.approx(2e-4)
+    assert printed["dpo"]["model_name_or_path"] == "@sft"
+    assert printed["dpo"]["output_dir"].endswith("out/dpo")
