@@ -11,9 +11,7 @@ from westwind.recipe import RecipeError, exit_on_bad_input, load_recipe
 
 
 def main(argv: list[str]) -> None:
-    from trl import SFTTrainer
-
-    from westwind import data, models, training
+    from westwind import data, training
 
     with exit_on_bad_input():
         if not argv or argv[0].startswith("-"):
@@ -27,16 +25,7 @@ def main(argv: list[str]) -> None:
             stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
         )
 
-    tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
-    model, peft_config = models.sft_model(recipe.model, tokenizer)
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=dataset["train"],
-        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    trainer = training.sft_trainer(recipe, dataset)
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
     training.finish(trainer, recipe, "sft")
     trainer.end()

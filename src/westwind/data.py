@@ -214,3 +214,24 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
         return _checked(dataset, name, preference_problem, drop_invalid, transform=to_preference)
 
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)
+
+
+def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
+    """The dpo stage's policy path and datasets with @references resolved; an unfinished upstream stage is
+    bad input (RecipeError), caught before any model loads."""
+    import dataclasses
+
+    from westwind.recipe import RecipeError
+
+    stage = recipe.dpo_data
+    policy = recipe.resolve_reference(stage.model_name_or_path)
+    if stage.model_name_or_path.startswith("@") and not Path(policy).exists():
+        raise RecipeError(recipe.path, "dpo.model_name_or_path", f"{policy} not found: run that stage first")
+    resolved = []
+    for index, config in enumerate(stage.datasets or [DatasetConfig(path="@aift")]):
+        path = recipe.resolve_reference(config.path)
+        if config.path.startswith("@") and not Path(path).exists():
+            key = f"dpo.datasets[{index}].path" if stage.datasets else "dpo.datasets"
+            raise RecipeError(recipe.path, key, f"{config.path} -> {path} not found: run that stage first")
+        resolved.append(dataclasses.replace(config, path=path))
+    return policy, resolved

@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from westwind import models
 from westwind.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,41 @@ def setup(config) -> None:
     """Logging and seeds for a stage: TRL's config carries the seed and log level."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(config.seed)
+
+
+def sft_trainer(recipe: Recipe, dataset):
+    """TRL's SFTTrainer on the recipe's base model (full, LoRA or QLoRA)."""
+    from trl import SFTTrainer
+
+    config = recipe.sft
+    tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
+    model, peft_config = models.sft_model(recipe.model, tokenizer)
+    return SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def dpo_trainer(recipe: Recipe, dataset, policy_path: str):
+    """TRL's DPOTrainer whose policy and reference both start as the dSFT model (see models.dpo_policy)."""
+    from trl import DPOTrainer
+
+    config = recipe.dpo
+    tokenizer = models.load_tokenizer(policy_path, recipe.model)
+    merged_dir = Path(config.output_dir) / "sft-merged"
+    model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
+    return DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
 
 
 def checkpoint_to_resume(config) -> str | None:
