@@ -1,0 +1,96 @@
+"""Turn a judged prompt (candidates with scores) into one chosen/rejected pair for dDPO.
+
+Policies: `best_vs_random` (Zephyr: chosen = highest score, rejected = random among strictly lower) and
+`best_vs_worst`. Ties at the top are broken at random; identical texts are never paired (a pair whose two
+sides match teaches nothing). All randomness is seeded per prompt id, so results do not depend on order,
+sharding or resumption.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any
+
+from westwind.aift_config import BinarizeConfig
+from westwind.generation import stable_seed
+from westwind.prompts import normalize_text
+
+
+def is_rated(candidate: dict[str, Any]) -> bool:
+    score = candidate.get("score")
+    return isinstance(score, int | float) and math.isfinite(score)
+
+
+def rationale_text(candidate: dict[str, Any]) -> str:
+    rationale = candidate.get("rationale") or {}
+    if isinstance(rationale, str):
+        return rationale
+    return "\n".join(f"{aspect}: {text}" for aspect, text in rationale.items() if text)
+
+
+def pick_pair(
+    candidates: list[dict[str, Any]], config: BinarizeConfig, rng: random.Random
+) -> tuple[dict | None, dict | None, str | None]:
+    """(chosen, rejected, None), or (None, None, the reason no pair is made)."""
+    if len(candidates) < 2:
+        return None, None, "single_candidate"
+    rated = [c for c in candidates if is_rated(c)]
+    if len(rated) < 2:
+        return None, None, "unrated"
+    best = max(c["score"] for c in rated)
+    if config.min_chosen_score is not None and best < config.min_chosen_score:
+        return None, None, "low_chosen_score"
+    chosen = rng.choice([c for c in rated if c["score"] == best])
+    distinct = [c for c in rated if normalize_text(c["text"]) != normalize_text(chosen["text"])]
+    if not distinct:
+        return None, None, "identical_texts"
+    lower = [c for c in distinct if c["score"] < best]
+    if config.policy == "best_vs_worst" and lower:
+        worst = min(c["score"] for c in lower)
+        lower = [c for c in lower if c["score"] == worst]
+    if not lower:
+        if config.drop_ties:
+            return None, None, "tie"
+        lower = distinct  # all score the same as the chosen one: a zero-margin pair
+    rejected = rng.choice(lower)
+    if chosen["score"] - rejected["score"] < config.min_margin:
+        return None, None, "below_margin"
+    return chosen, rejected, None
+
+
+def binarize(
+    record: dict[str, Any], config: BinarizeConfig, seed: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A TRL conversational preference row for one judged prompt, or (None, why it was dropped)."""
+    rng = random.Random(stable_seed(seed, record["prompt_id"], "binarize"))
+    chosen, rejected, reason = pick_pair(record["candidates"], config, rng)
+    if reason is not None:
+        return None, reason
+    return {
+        "prompt": record["prompt"],
+        "prompt_id": record["prompt_id"],
+        "chosen": [{"role": "assistant", "content": chosen["text"]}],
+        "rejected": [{"role": "assistant", "content": rejected["text"]}],
+        "score_chosen": float(chosen["score"]),
+        "score_rejected": float(rejected["score"]),
+        "model_chosen": chosen.get("model", ""),
+        "model_rejected": rejected.get("model", ""),
+        "rationale_chosen": rationale_text(chosen),
+        "rationale_rejected": rationale_text(rejected),
+    }, None
+
+
+def binarize_all(
+    records: list[dict[str, Any]], config: BinarizeConfig, seed: int
+) -> tuple[list[dict[str, Any]], Counter]:
+    """Pairs in record order, and the count of prompts dropped for each reason."""
+    rows, dropped = [], Counter()
+    for record in records:
+        row, reason = binarize(record, config, seed)
+        if row is None:
+            dropped[reason] += 1
+        else:
+            rows.append(row)
+    return rows, dropped
