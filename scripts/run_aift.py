@@ -3,7 +3,7 @@
     python scripts/run_aift.py RECIPE [--key value ...]         # everything, resumable (rerun after a crash)
     python scripts/run_aift.py RECIPE --shard 3/8               # one node's slice; then, once all are done:
     python scripts/run_aift.py RECIPE --merge                   # assemble the dataset from the shards
-    python scripts/run_aift.py RECIPE --rebinarize --binarize.policy best_vs_worst   # new pairs, no judging
+    python scripts/run_aift.py RECIPE --rebinarize --aift.binarize.policy best_vs_worst  # no judging
 
 Writes <output_dir>/aift/{dataset/, train.jsonl, test.jsonl, ratings.jsonl, stats.json}; see docs/aift.md.
 """

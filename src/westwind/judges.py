@@ -212,9 +212,14 @@ def rating_messages(aspect: str, prompt: list[dict[str, str]], texts: list[str])
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
 
-HEADER = re.compile(r"""(?:output\s+for\s+)?\btext\b["']?\s*[:#=]?\s*["']?(\d+)""", re.IGNORECASE)
+# A text's block starts at a JSON `"text": 2` key or a heading line (`#### Output for Text 2`, `**Text 2**`),
+# never at a mention inside a rationale ("better than text 2").
+HEADER = re.compile(
+    r"""["']text["']\s*:\s*["']?(\d+)|^[\s#*>-]*(?:output\s+for\s+)?text\s*#?\s*(\d+)\b""", re.I | re.M
+)
 RATING = re.compile(r"""\b(?:rating|score)\b["']?\s*[:=]\s*["']?\s*(N\s*/\s*A|None|-?\d+(?:\.\d+)?)""", re.I)
-RATIONALE = re.compile(r"""\brationale\b["']?\s*[:=]\s*["']?(.+)""", re.IGNORECASE)
+# A quoted (JSON) rationale ends at its closing quote; an unquoted one at the end of the line.
+RATIONALE = re.compile(r"""\brationale\b["']?\s*[:=]\s*(?:"((?:[^"\\]|\\.)*)"?|(.+))""", re.IGNORECASE)
 FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
@@ -261,13 +266,15 @@ def _pattern_entries(reply: str) -> dict[int, tuple[Any, str]]:
     """`Text 2 ... Rating: 4 ... Rationale: ...` blocks (UltraFeedback's own format, or broken JSON)."""
     headers = list(HEADER.finditer(reply))
     entries: dict[int, tuple[Any, str]] = {}
-    for header, following in zip(headers, [*headers[1:], None], strict=True):
-        block = reply[header.end() : following.start() if following else len(reply)]
+    ends = [h.start() for h in headers[1:]] + [len(reply)] if headers else []
+    for header, end in zip(headers, ends, strict=True):
+        block = reply[header.end() : end]
         rating = RATING.search(block)
         if rating is None:
             continue
-        rationales = [m.group(1).strip().strip("\"',").strip() for m in RATIONALE.finditer(block)]
-        entries.setdefault(int(header.group(1)), (rating.group(1), rationales[-1] if rationales else ""))
+        rationales = [(m.group(1) or m.group(2) or "").strip() for m in RATIONALE.finditer(block)]
+        number = int(header.group(1) or header.group(2))
+        entries.setdefault(number, (rating.group(1), rationales[-1] if rationales else ""))
     return entries
 
 
