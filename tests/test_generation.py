@@ -101,6 +101,15 @@ def test_n_samples_are_seeded(backend):
     assert any(len(set(texts)) > 1 for texts in first)
 
 
+def test_samples_do_not_depend_on_batch_composition(backend):
+    hot = resolved_sampling(sampling(max_new_tokens=10, temperature=0.9), 1.0)
+    requests = [ChatRequest(i, m, hot, n=2, seed=10 + i) for i, m in enumerate(prompts(6))]
+    together = run(backend, requests)
+    alone = run(backend, requests[3:4])
+    assert [c.text for c in alone[3].completions] == [c.text for c in together[3].completions]
+    assert len({c.text for r in together.values() for c in r.completions}) > 6
+
+
 def test_max_new_tokens_stop_strings_and_eos(backend, monkeypatch):
     tokenizer = backend.tokenizer
     messages = prompts(1)[0]

@@ -159,6 +159,29 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
 # ---------------------------------------------------------------- transformers
 
 
+class SeededSampler:
+    """Sampling with one random stream per sequence (Gumbel-max: argmax of logits/T + Gumbel noise is a draw
+    from softmax(logits/T)), so a completion depends on its own seed only, not on the batch it lands in:
+    resumed, sharded and differently batched runs produce the same samples."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+        from transformers import TopPLogitsWarper
+
+        scores = scores.float() / self.temperature
+        if self.top_p < 1:
+            scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+        return scores + gumbel.to(scores.device)
+
+
 class TransformersBackend:
     """Local batched generation: left padding, length-bucketed batches, the chat template, eos/stop strings."""
 
@@ -199,29 +222,33 @@ class TransformersBackend:
 
     def generate_batch(self, batch: list[ChatRequest]) -> list[list[Completion]]:
         import torch
+        from transformers import LogitsProcessorList
 
         sampling, n = batch[0].sampling, batch[0].n
+        rows = [(request, sample) for request in batch for sample in range(n)]
         texts = [
             self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-            for r in batch
+            for r, _ in rows
         ]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.device
         )
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
-            "num_return_sequences": n,
             "eos_token_id": self.eos_token_ids,
             "pad_token_id": self.tokenizer.pad_token_id,
+            # Sampling happens in SeededSampler; generate() itself only takes the argmax.
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
         }
         if sampling.temperature > 0:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            seeds = [stable_seed(request.seed, sample) for request, sample in rows]
+            sampler = SeededSampler(seeds, sampling.temperature, sampling.top_p)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
         if sampling.stop:
             kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
-        # One seed per batch, from its requests: a rerun over the same prompts samples the same tokens.
-        torch.manual_seed(stable_seed(*(r.seed for r in batch)))
         with torch.no_grad():
             output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
