@@ -44,7 +44,7 @@ from westwind.generation import (
     with_system_prompt,
 )
 from westwind.judges import JudgeItem, Judgment, make_judge
-from westwind.prompts import Prompt, in_shard, load_prompts
+from westwind.prompts import Prompt, in_shard, load_prompts, normalize_text
 from westwind.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -486,6 +486,10 @@ def pair_stats(records: list[dict], rows: list[dict], dropped: Counter, config: 
         "candidates": len(candidates),
         "candidates_by_model": dict(Counter(c.get("model", "") for c in candidates)),
         "rated_candidates": len(scores),
+        # Many duplicates usually mean a server ignored temperature/seed: such samples make no pairs.
+        "duplicate_candidates": sum(
+            len(r["candidates"]) - len({normalize_text(c["text"]) for c in r["candidates"]}) for r in records
+        ),
         "dropped": dict(dropped),
         "score_histogram": histogram(scores),
         "length_ratio_chosen_rejected": {
@@ -516,7 +520,7 @@ def summary(stats: dict[str, Any]) -> str:
         "  prompts: " + ", ".join(f"{k} {v}" for k, v in prompts.items()),
         f"  candidates: {stats.get('candidates')} ({stats.get('rated_candidates')} rated) from "
         + ", ".join(f"{m} {n}" for m, n in stats.get("candidates_by_model", {}).items()),
-        f"  judged prompts: {stats.get('judged')}",
+        f"  judged prompts: {stats.get('judged')}; duplicate candidates: {stats.get('duplicate_candidates')}",
         f"  pairs: {stats.get('pairs')}; dropped: {stats.get('dropped') or 'none'}",
         f"  parse failures: {stats.get('parse_failures') or 'none'}",
         f"  generation failures: {stats.get('generation_failures') or 'none'}",
