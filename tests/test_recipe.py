@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -167,3 +168,19 @@ def test_check_prints_each_stage_resolved(recipe_file):
     assert printed["sft"]["learning_rate"] == pytest.approx(2e-4)
     assert printed["dpo"]["model_name_or_path"] == "@sft"
     assert printed["dpo"]["output_dir"].endswith("out/dpo")
+
+
+def test_training_script_refuses_qlora_under_zero3(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    quantized = {"use_peft": True, "load_in_4bit": True}
+    path = recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, lambda r: r["model"].update(quantized))
+    env = {**os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "run_sft.py"), path],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {path}: ") and "ZeRO-3" in line

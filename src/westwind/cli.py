@@ -12,6 +12,7 @@ commands:
   run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> dDPO -> eval, skipping finished stages
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
+  launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
 """
 
 # Each command is a module with main(argv); imported only when used, so `check` stays light.
@@ -19,6 +20,7 @@ COMMANDS = {
     "run": "westwind.pipeline",
     "init-model": "westwind.init_model",
     "new-recipe": "westwind.new_recipe",
+    "launch-check": "westwind.launch_check",
 }
 
 

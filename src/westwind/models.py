@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def kbit_device_map() -> dict[str, Any] | None:
     from accelerate import PartialState
 
     state = PartialState()
-    return None if state.device.type == "cpu" else {"": state.local_process_index}
+    if state.device.type == "cpu" or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return None  # FSDP-QLoRA shards the quantized weights itself
+    return {"": state.local_process_index}
 
 
 def load_causal_lm(

@@ -7,7 +7,7 @@
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
     eval:     westwind.eval_config.EvalConfig
 
-References: `@base` is model.model_name_or_path, `@sft` the sft output, `@aift` the AIFT dataset.
+References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ class Recipe:
             return str(self.stage_dir("sft"))
         if value == "@aift":
             return str(self.stage_dir("aift") / "dataset")
+        if value == "@dpo":
+            return str(self.stage_dir("dpo"))
         return value
 
 
@@ -209,6 +211,10 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     output_dir = Path(schema.coerce(raw["output_dir"], str, "output_dir"))
     model = validate_model(raw["model"])
     recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
+    from westwind.launch_check import check_launch_compatibility
+
+    # Before any trainer config is built: TRL's configs already set up DeepSpeed/FSDP from the launch env.
+    check_launch_compatibility(recipe, None)
     if raw.get("sft") is not None:
         recipe.sft, recipe.sft_data = validate_trainer_stage(raw["sft"], "sft", SFTConfig, StageData, recipe)
     if raw.get("dpo") is not None:
@@ -270,8 +276,8 @@ def validate_trainer_stage(
     values.setdefault("use_cpu", not accelerator_available())
     try:
         return quietly(config_cls, **values), stage_data
-    except (TypeError, ValueError) as error:
-        raise schema.SchemaError(stage, str(error).splitlines()[0]) from None
+    except Exception as error:  # TrainingArguments raises ValueError, ImportError, PackageNotFoundError, ...
+        raise schema.SchemaError(stage, str(error).strip().splitlines()[0]) from None
 
 
 def quietly(config_cls: type, **values: Any) -> Any:

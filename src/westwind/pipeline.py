@@ -1,0 +1,127 @@
+"""`westwind run RECIPE`: dSFT -> AIFT -> dDPO -> eval, each stage its own process, skipping finished ones.
+
+A stage is skipped when its outputs are complete and the hash of its resolved config (its section, the model
+section, the output root and every upstream stage's hash) matches the one recorded next to its outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from westwind.recipe import STAGES, Recipe, RecipeError, exit_on_bad_input, load_recipe
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+MARKER = ".westwind-stage.json"
+# What a finished stage leaves behind (any one of the names).
+OUTPUTS = {
+    "sft": ("config.json", "adapter_config.json"),
+    "aift": ("dataset/dataset_dict.json",),
+    "dpo": ("config.json", "adapter_config.json"),
+    "eval": ("results.json",),
+}
+
+
+def stage_hashes(recipe: Recipe) -> dict[str, str]:
+    """A hash per present stage, chained so that a changed upstream stage invalidates everything after it."""
+    hashes, upstream = {}, ""
+    for stage in STAGES:
+        if recipe.raw.get(stage) is None:
+            continue
+        payload = {
+            "stage": recipe.raw[stage],
+            "model": recipe.raw["model"],
+            "output_dir": str(recipe.output_dir),
+            "upstream": upstream,
+        }
+        upstream = hashes[stage] = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+    return hashes
+
+
+def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
+    directory = recipe.stage_dir(stage)
+    marker = directory / MARKER
+    if not marker.is_file() or not any((directory / name).exists() for name in OUTPUTS[stage]):
+        return False
+    return json.loads(marker.read_text()).get("config_hash") == config_hash
+
+
+def mark_complete(recipe: Recipe, stage: str, config_hash: str, seconds: float) -> None:
+    marker = recipe.stage_dir(stage) / MARKER
+    staging = marker.with_suffix(".tmp")
+    staging.write_text(json.dumps({"config_hash": config_hash, "seconds": round(seconds, 1)}) + "\n")
+    staging.replace(marker)
+
+
+def selected_stages(recipe: Recipe, first: str | None, last: str | None) -> list[str]:
+    present = [s for s in STAGES if getattr(recipe, s) is not None]
+    for name, value in (("--from", first), ("--to", last)):
+        if value is not None and value not in present:
+            raise RecipeError(
+                recipe.path, name, f"{value!r} is not a stage of this recipe ({', '.join(present)})"
+            )
+    start = present.index(first) if first else 0
+    end = present.index(last) + 1 if last else len(present)
+    if start >= end:
+        raise RecipeError(recipe.path, "--from/--to", f"{first} comes after {last}")
+    return present[start:end]
+
+
+def run_stage(stage: str, recipe_path: Path, overrides: list[str], launcher: list[str]) -> None:
+    script = {"sft": "run_sft.py", "aift": "run_aift.py", "dpo": "run_dpo.py", "eval": "run_eval.py"}[stage]
+    command = [*launcher, str(SCRIPTS / script), str(recipe_path), *overrides]
+    print(f"westwind: [{stage}] {shlex.join(command)}", flush=True)
+    result = subprocess.run(command)
+    if result.returncode != 0:
+        print(f"error: stage {stage} failed (exit {result.returncode}); rerun to resume it", file=sys.stderr)
+        raise SystemExit(result.returncode)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="westwind run", description=__doc__)
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--from", dest="first", choices=STAGES, help="first stage to run")
+    parser.add_argument("--to", dest="last", choices=STAGES, help="last stage to run")
+    parser.add_argument("--force", action="store_true", help="rerun selected stages even when complete")
+    parser.add_argument(
+        "--launcher",
+        default=shlex.join([sys.executable]),
+        help="how to start a training stage, e.g. 'accelerate launch --config_file recipes/accelerate/ddp.yaml'",
+    )
+    return parser.parse_known_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args, overrides = parse_args(argv)
+    with exit_on_bad_input():
+        recipe = load_recipe(args.recipe, overrides)
+        stages = selected_stages(recipe, args.first, args.last)
+    hashes = stage_hashes(recipe)
+    started = time.monotonic()
+    for stage in stages:
+        if not args.force and is_complete(recipe, stage, hashes[stage]):
+            print(f"westwind: [{stage}] complete with this config; skipped ({recipe.stage_dir(stage)})")
+            continue
+        launcher = shlex.split(args.launcher) if stage in ("sft", "dpo") else [sys.executable]
+        stage_started = time.monotonic()
+        run_stage(stage, args.recipe, overrides, launcher)
+        mark_complete(recipe, stage, hashes[stage], time.monotonic() - stage_started)
+    finish(recipe, time.monotonic() - started)
+
+
+def finish(recipe: Recipe, seconds: float) -> None:
+    from westwind.report import summary_lines, write_report
+
+    report = write_report(recipe.output_dir)
+    print(f"\nwestwind: pipeline finished in {seconds / 60:.1f} min")
+    for line in summary_lines(recipe.output_dir):
+        print(line)
+    print(f"report: {report}")
