@@ -179,7 +179,9 @@ def generate(
     completions: list[str] = []
     for start in range(0, len(prompts), batch_size):
         texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
             for prompt in prompts[start : start + batch_size]
         ]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -197,7 +199,9 @@ def generate(
     return completions
 
 
-def evaluate(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_new_tokens: int) -> list[dict[str, Any]]:
+def evaluate(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
     completions = generate(model, tokenizer, [row["prompt"] for row in rows], max_new_tokens)
     return [
         {**row, "completion": completion, "score": verify(row["prompt"], completion, row["reference"])}

@@ -173,7 +173,9 @@ def demo_splits(seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str,
     return splits
 
 
-def write_demo_data(out_dir: str | Path, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Path]:
+def write_demo_data(
+    out_dir: str | Path, seed: int = 0, sizes: dict[str, int] | None = None
+) -> dict[str, Path]:
     """Write sft.jsonl (messages), prompts.jsonl and eval.jsonl (prompt, reference, task) to `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m westwind.demo_tasks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m westwind.demo_tasks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     parser.add_argument("--seed", type=int, default=0)
     for name, size in DEMO_SIZES.items():

@@ -85,7 +85,9 @@ def init_model(
     model.save_pretrained(out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"init-model: wrote {out} ({architecture}, {parameters / 1e6:.2f}M parameters, vocab {len(tokenizer)})")
+    print(
+        f"init-model: wrote {out} ({architecture}, {parameters / 1e6:.2f}M parameters, vocab {len(tokenizer)})"
+    )
     return out
 
 
@@ -106,7 +108,9 @@ def corpus_texts(paths: Sequence[str | Path], chat_template: str | None) -> Iter
                 messages = row.get("messages") if isinstance(row, dict) else None
                 if renderer is not None and isinstance(messages, list):
                     # The eos token is special (never merged), so leave it out of the BPE corpus.
-                    yield renderer.apply_chat_template(messages, tokenize=False).replace(renderer.eos_token, "")
+                    yield renderer.apply_chat_template(messages, tokenize=False).replace(
+                        renderer.eos_token, ""
+                    )
 
 
 def strings_in(value: Any) -> Iterator[str]:

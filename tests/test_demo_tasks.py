@@ -1,0 +1,156 @@
+"""Demo tasks: deterministic generators, a verifier that checks final answers, and the shipped data files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from westwind.demo_tasks import GENERATORS, demo_splits, generate, main, verify, write_demo_data
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "data" / "demo"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def solve(prompt: str) -> str:
+    """An independent oracle: parse the prompt and compute the answer with Python built-ins."""
+    if match := re.fullmatch(r"What is (\d+) \+ (\d+)\?", prompt):
+        return str(int(match[1]) + int(match[2]))
+    if match := re.fullmatch(r"Sort ([\d ]+)\.", prompt):
+        return " ".join(sorted(match[1].split(), key=int))
+    if match := re.fullmatch(r"Reverse the word (\w+)\.", prompt):
+        return match[1][::-1]
+    if match := re.fullmatch(r"Remove the vowels from (\w+)\.", prompt):
+        return re.sub("[aeiou]", "", match[1])
+    raise AssertionError(f"unknown prompt shape: {prompt!r}")
+
+
+def test_generation_is_deterministic_per_seed():
+    assert generate(40, seed=3) == generate(40, seed=3)
+    assert generate(40, seed=3) != generate(40, seed=4)
+
+
+def test_every_task_appears_and_prompts_are_distinct():
+    examples = generate(200, seed=0)
+    assert {e.task for e in examples} == set(GENERATORS)
+    assert len({e.prompt for e in examples}) == len(examples)
+
+
+def test_worked_answers_end_with_the_reference_computed_independently():
+    for example in generate(400, seed=1):
+        assert example.reference == solve(example.prompt)
+        assert example.answer.splitlines()[-1] == f"Answer: {example.reference}"
+        assert len(example.answer.splitlines()) >= 2, "a worked answer shows at least one step"
+        assert verify(example.prompt, example.answer, example.reference) == 1.0
+
+
+def test_addition_steps_add_up():
+    for example in generate(200, seed=2):
+        if example.task != "add":
+            continue
+        for step in example.answer.splitlines()[:-1]:
+            terms, total = step.split("=")
+            assert sum(int(t) for t in terms.split("+")) == int(total)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reference", "expected"),
+    [
+        ("7+2=9\nAnswer: 839", "839", 1.0),
+        ("answer:839.", "839", 1.0),
+        ("some thinking\nAnswer:   1 3  7 9  \nthanks", "1 3 7 9", 1.0),
+        ("Answer: 1, 3, 7, 9", "1 3 7 9", 1.0),
+        ("Answer: 838", "839", 0.0),
+        ("Answer: 8390", "839", 0.0),
+        ("839", "839", 0.0),  # no final answer line
+        ("Answer: 839 or 840", "839", 0.0),
+        ("Answer: ENOTS", "enots", 0.0),  # case is part of the answer
+        ("Answer: 12\nAnswer: 839", "839", 0.0),  # the first committed answer counts
+        ("", "839", 0.0),
+        ("Answer:", "839", 0.0),
+        ("\x00\ufffd garbage Answer", "839", 0.0),
+    ],
+)
+def test_verify(completion, reference, expected):
+    assert verify("What is 457 + 382?", completion, reference) == expected
+
+
+@pytest.mark.parametrize("garbage", [None, 42, ["not", "messages"], {"role": "assistant"}, b"Answer: 1"])
+def test_verify_never_crashes_on_garbage(garbage):
+    assert verify(garbage, garbage, "1") == 0.0
+    assert verify("p", "Answer: 1", garbage) in (0.0, 1.0)
+
+
+def test_verify_accepts_a_conversational_completion():
+    completion = [{"role": "assistant", "content": "1-2\nAnswer: 3"}]
+    assert verify("p", completion, "3") == 1.0
+    assert verify("p", completion, "4") == 0.0
+
+
+def test_splits_are_disjoint_and_sized():
+    splits = demo_splits(seed=5, sizes={"eval": 30, "prompts": 60, "sft": 120})
+    prompts = {name: {e.prompt for e in examples} for name, examples in splits.items()}
+    assert {name: len(p) for name, p in prompts.items()} == {"eval": 30, "prompts": 60, "sft": 120}
+    assert not prompts["eval"] & prompts["prompts"]
+    assert not prompts["eval"] & prompts["sft"]
+    assert not prompts["prompts"] & prompts["sft"]
+
+
+def test_write_demo_data_is_deterministic(tmp_path):
+    sizes = {"eval": 20, "prompts": 40, "sft": 80}
+    first = write_demo_data(tmp_path / "a", seed=7, sizes=sizes)
+    second = write_demo_data(tmp_path / "b", seed=7, sizes=sizes)
+    for name in ("sft", "prompts", "eval"):
+        assert first[name].read_bytes() == second[name].read_bytes()
+    row = read_jsonl(first["sft"])[0]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    assert set(read_jsonl(first["eval"])[0]) == {"prompt", "reference", "task"}
+
+
+# ---------------------------------------------------------------- the files that ship in data/demo
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, list[dict]]:
+    return {name: read_jsonl(SHIPPED / f"{name}.jsonl") for name in ("sft", "prompts", "eval")}
+
+
+def test_shipped_files_are_what_the_generator_writes(tmp_path, shipped):
+    main(["--out", str(tmp_path), "--seed", "0"])
+    for name in shipped:
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == (SHIPPED / f"{name}.jsonl").read_bytes(), name
+
+
+def test_shipped_files_are_disjoint_sized_and_small(shipped):
+    prompts = {
+        "sft": [row["messages"][0]["content"] for row in shipped["sft"]],
+        "prompts": [row["prompt"] for row in shipped["prompts"]],
+        "eval": [row["prompt"] for row in shipped["eval"]],
+    }
+    assert 2000 <= len(prompts["sft"]) <= 4000
+    assert 300 <= len(prompts["prompts"]) <= 600
+    assert 150 <= len(prompts["eval"]) <= 250
+    for name, texts in prompts.items():
+        assert len(set(texts)) == len(texts), f"duplicate prompts in {name}"
+    assert not set(prompts["eval"]) & set(prompts["prompts"])
+    assert not set(prompts["eval"]) & set(prompts["sft"])
+    assert not set(prompts["prompts"]) & set(prompts["sft"])
+    assert sum((SHIPPED / f"{name}.jsonl").stat().st_size for name in prompts) < 2_000_000
+
+
+def test_every_shipped_worked_answer_verifies(shipped):
+    for row in shipped["sft"]:
+        user, assistant = row["messages"]
+        assert verify(user["content"], assistant["content"], solve(user["content"])) == 1.0, row
+
+
+def test_every_shipped_reference_is_right(shipped):
+    for row in shipped["prompts"] + shipped["eval"]:
+        assert row["reference"] == solve(row["prompt"]), row
+        assert row["task"] in GENERATORS
