@@ -168,3 +168,25 @@ def test_journal_ignores_and_repairs_a_truncated_last_line(tmp_path):
     journal.close()
     assert [r["prompt_id"] for r in aift.read_jsonl(path)] == ["a", "c"]
     assert aift.latest_ok(aift.read_jsonl(path), ("prompt_id",)).keys() == {("a",), ("c",)}
+
+
+def test_local_llm_judge_parse_failures_are_counted(tmp_path, tiny_model, prompts_path):
+    """An UltraFeedback judge on the transformers backend; the tiny model never answers in the format."""
+    section = aift_section(prompts_path, tiny_model)
+    section["judge"] = {
+        "kind": "ultrafeedback",
+        "model": str(tiny_model),
+        "device": "cpu",
+        "aspects": ["helpfulness", "honesty"],
+        "max_reasks": 1,
+        "sampling": {"max_new_tokens": 6},
+    }
+    recipe = load_recipe(write_recipe(tmp_path, tiny_model, section), stage="aift")
+    assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
+    with pytest.raises(aift.AIFTError, match="unrated"):
+        aift.merge(recipe, push=False)
+    stats = json.loads((recipe.stage_dir("aift") / "stats.json").read_text())
+    requests = PROMPTS * 2  # aspects per prompt
+    assert sum(v for k, v in stats["parse_failures"].items() if k != "gave_up") == 2 * requests
+    assert stats["parse_failures"]["gave_up"] == requests
+    assert stats["dropped"] == {"unrated": PROMPTS} and stats["rated_candidates"] == 0

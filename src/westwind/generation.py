@@ -336,6 +336,10 @@ class VLLMBackend:
 
     def close(self) -> None:
         self.llm = None
+        # vLLM keeps its distributed state (and GPU memory) alive past `del`; a judge loading next needs it back.
+        cleanup = getattr(getattr(self.vllm, "distributed", None), "cleanup_dist_env_and_memory", None)
+        if callable(cleanup):
+            cleanup()
         _free_accelerator_memory()
 
 
