@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="westwind init-model",
         description="Train a tokenizer on local jsonl data and save a random-weight model around it.",
@@ -181,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
         )
     except (FileExistsError, ValueError, KeyError) as error:
-        print(f"error: {error}")
-        return 2
-    return 0
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

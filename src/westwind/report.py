@@ -420,7 +420,16 @@ def headline_lines(outputs: RunOutputs) -> list[str]:
     win = results.get("win_rate")
     if win:
         lines.append(f"{win.get('model')} vs {win.get('baseline')} win rate: {win_rate_text(win)}")
+        rates = [accuracy_rate(results, win.get(side)) for side in ("model", "baseline")]
+        if None not in rates:
+            points = 100 * (rates[0] - rates[1])
+            lines.append(f"{win.get('model')} − {win.get('baseline')} accuracy: {points:+.1f} points")
     return lines
+
+
+def accuracy_rate(results: dict[str, Any], name: Any) -> float | None:
+    accuracy = results.get("models", {}).get(name, {}).get("accuracy")
+    return accuracy.get("rate") if isinstance(accuracy, dict) else None
 
 
 def summary_lines(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | None = None) -> list[str]:
