@@ -13,6 +13,7 @@ from westwind.data import DataError
 from westwind.prompts import (
     Decontaminator,
     cap,
+    eval_texts,
     extract,
     in_shard,
     load_prompts,
@@ -156,3 +157,18 @@ def test_parse_shard_rejects_bad_values(text):
 
 def test_parse_shard_accepts_i_of_n():
     assert parse_shard("3/8") == (3, 8)
+
+
+def test_eval_sets_may_hold_turn_lists_and_conversations(tmp_path):
+    rows = self_instruct_rows()
+    first, second, third = (row["instruction"] for row in rows[:3])
+    evals = write_jsonl(
+        tmp_path / "eval.jsonl",
+        [
+            {"prompt": ["Hello there.", first]},  # MT-Bench style: the turns as strings
+            {"prompt": [{"role": "user", "content": second}, {"role": "assistant", "content": third}]},
+        ],
+    )
+    config = DecontaminationConfig([DatasetConfig(path=str(evals))], column="prompt", ngram=8)
+    texts = eval_texts(config, seed=0)
+    assert texts == ["Hello there.", first, second]

@@ -104,11 +104,19 @@ class Decontaminator:
 
 
 def eval_texts(config: DecontaminationConfig, seed: int) -> list[str]:
+    """Every user-side text of the eval set: a string, each string of a list of turns (MT-Bench), or the
+    user turns of a conversation."""
     dataset = load_mixture(config.datasets, seed)
     if config.column not in dataset.column_names:
         raise DataError(f"decontamination set: no column {config.column!r} (has {dataset.column_names})")
-    prompts, _ = extract(dataset, config.column, None)
-    return [conversation_text(p.messages) for p in prompts]
+    texts = []
+    for value in dataset[config.column]:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("role") in (None, "user"):
+                item = item.get("content")
+            if isinstance(item, str) and item.strip():
+                texts.append(item)
+    return texts
 
 
 def cap(prompts: list[Prompt], max_prompts: int | None, seed: int) -> list[Prompt]:
