@@ -60,6 +60,11 @@ def error_line(capsys, argv: list[str], code: int = 2) -> str:
         ),
         (lambda s: s["judge"].update(kind="ultrafeedback"), "aift.judge", "needs `model`"),
         (lambda s: s["generators"][0].update(model="@sft"), "aift.generators[0].model", "run sft"),
+        (
+            lambda s: s["judge"].update(function="aift_helpers:nope"),
+            "aift.judge.function",
+            "cannot be imported",
+        ),
     ],
 )
 def test_bad_sections_exit_2_with_one_line(tmp_path, tiny_model, section, capsys, change, key, problem):

@@ -43,7 +43,7 @@ from westwind.generation import (
     stable_seed,
     with_system_prompt,
 )
-from westwind.judges import JudgeItem, Judgment, make_judge
+from westwind.judges import JudgeItem, Judgment, VerifierImportError, load_callable, make_judge
 from westwind.prompts import Prompt, in_shard, load_prompts, normalize_text
 from westwind.recipe import Recipe, RecipeError
 
@@ -184,12 +184,13 @@ def generation_requests(
     sampling = resolved_sampling(generator.sampling, default_temperature=1.0)
     base_seed = stable_seed(seed, prompt.prompt_id, index)
     if not generator.principles:
-        return [ChatRequest((prompt.prompt_id, None), prompt.messages, sampling, generator.n, base_seed)]
+        return [ChatRequest((prompt.prompt_id, None, 0), prompt.messages, sampling, generator.n, base_seed)]
     requests = []
     for sample in range(generator.n):
         principle, system = draw_principle(stable_seed(base_seed, sample, "principle"))
         messages = with_system_prompt(prompt.messages, system)
-        requests.append(ChatRequest((prompt.prompt_id, principle), messages, sampling, 1, base_seed + sample))
+        key = (prompt.prompt_id, principle, sample)
+        requests.append(ChatRequest(key, messages, sampling, 1, base_seed + sample))
     return requests
 
 
@@ -205,7 +206,9 @@ class PromptCollector:
         prompt_id = result.request.key[0]
         self.results[prompt_id].append(result)
         if len(self.results[prompt_id]) == self.expected:
-            self.journal.append(self.record(prompt_id, self.results.pop(prompt_id)))
+            # Results arrive in completion order (async backends); candidates are stored in request order.
+            results = sorted(self.results.pop(prompt_id), key=lambda r: r.request.key[2])
+            self.journal.append(self.record(prompt_id, results))
             self.bar.update(1)
 
     def record(self, prompt_id: str, results: list[Result]) -> dict:
@@ -321,10 +324,7 @@ def judge(
     todo = [p for p in prompts if p.prompt_id in ready and (p.prompt_id, fp) not in judged]
     if not todo:
         return
-    try:
-        teacher = make_judge(config.judge, recipe, config.seed)
-    except ValueError as error:
-        raise RecipeError(recipe.path, "aift.judge.function", str(error)) from None
+    teacher = make_judge(config.judge, recipe, config.seed)
     by_id = {p.prompt_id: p for p in todo}
 
     with tqdm(
@@ -351,8 +351,13 @@ def judge(
 
 
 def check_inputs(recipe: Recipe) -> None:
-    """Fail before loading anything when @sft/@base point at nothing."""
+    """Fail before loading any model when @sft points at nothing or the verifier cannot be imported."""
     config = recipe.aift
+    if config.judge.kind == "verifier":
+        try:
+            load_callable(config.judge.function)
+        except VerifierImportError as error:
+            raise RecipeError(recipe.path, "aift.judge.function", str(error)) from None
     endpoints = [(f"aift.generators[{i}].model", g) for i, g in enumerate(config.generators)]
     endpoints.append(("aift.judge.model", config.judge))
     for key, endpoint in endpoints:

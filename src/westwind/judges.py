@@ -562,14 +562,18 @@ class RewardModelJudge:
         self.model = None
 
 
+class VerifierImportError(ValueError):
+    pass
+
+
 def load_callable(spec: str) -> Callable:
     module_name, _, function_name = spec.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"verifier {spec!r} cannot be imported: {error}") from None
+        raise VerifierImportError(f"verifier {spec!r} cannot be imported: {error}") from None
     if not callable(function):
-        raise ValueError(f"verifier {spec!r} is not callable")
+        raise VerifierImportError(f"verifier {spec!r} is not callable")
     return function
 
 
