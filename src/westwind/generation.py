@@ -429,12 +429,16 @@ class OpenAIBackend:
     ) -> None:
         failures: Counter = Counter()
         samples = [self.sample(client, semaphore, request, i, failures) for i in range(request.n)]
-        try:
-            completions = await asyncio.gather(*samples)
-        except RequestFailed as error:
-            on_result(Result(request, None, str(error), failures))
+        # Every sample runs to its end, so the failures of all of them are in the result.
+        outcomes = await asyncio.gather(*samples, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in errors:
+            if not isinstance(error, RequestFailed):
+                raise error
+        if errors:
+            on_result(Result(request, None, str(errors[0]), failures))
         else:
-            on_result(Result(request, list(completions), None, failures))
+            on_result(Result(request, list(outcomes), None, failures))
 
     async def sample(
         self, client, semaphore: asyncio.Semaphore, request: ChatRequest, index: int, failures: Counter

@@ -356,9 +356,9 @@ class UltraFeedbackJudge:
         for candidate in range(len(item.candidates)):
             position = order.index(candidate)
             rating = Rating(math.nan)
-            for aspect, answer in answers.items():
-                if answer.value is not None:
-                    rating.aspects[aspect], rating.rationale[aspect] = answer.value[position]
+            for aspect in self.aspects:  # not answer order, which varies with async backends
+                if answers[aspect].value is not None:
+                    rating.aspects[aspect], rating.rationale[aspect] = answers[aspect].value[position]
             numbers = [v for v in rating.aspects.values() if v is not None]
             rating.score = sum(numbers) / len(numbers) if numbers else math.nan
             ratings.append(rating)
