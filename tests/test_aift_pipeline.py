@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aift_helpers import tiny_generator, write_recipe
@@ -190,3 +192,82 @@ def test_local_llm_judge_parse_failures_are_counted(tmp_path, tiny_model, prompt
     assert sum(v for k, v in stats["parse_failures"].items() if k != "gave_up") == 2 * requests
     assert stats["parse_failures"]["gave_up"] == requests
     assert stats["dropped"] == {"unrated": PROMPTS} and stats["rated_candidates"] == 0
+
+
+class CannedEndpoint:
+    """A stdlib OpenAI-compatible stand-in on 127.0.0.1: answers 401 while `refuse` is set, else echoes."""
+
+    def __init__(self):
+        self.refuse = True
+        self.bodies: list[dict] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                endpoint.bodies.append(body)
+                if endpoint.refuse:
+                    status, reply = 401, {"error": {"message": "Incorrect API key provided: sk-ab***yz"}}
+                else:
+                    text = f"seed {body['seed']}: {body['messages'][-1]['content'][::-1]}"
+                    message = {"role": "assistant", "content": text}
+                    status, reply = (
+                        200,
+                        {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]},
+                    )
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+
+def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prompts_path):
+    endpoint = CannedEndpoint()
+    section = aift_section(prompts_path, tiny_model)
+    section["generators"] = [
+        {
+            "model": "served-model",
+            "backend": "openai",
+            "base_url": endpoint.base_url,
+            "n": 2,
+            "principles": True,
+            "max_retries": 3,
+            "sampling": {"max_new_tokens": 12, "temperature": 0.6, "top_p": 0.9, "stop": ["\n\n"]},
+        }
+    ]
+    recipe = load_recipe(write_recipe(tmp_path, tiny_model, section), stage="aift")
+    try:
+        assert aift.run_shard(recipe, progress=False)["unfinished"] == PROMPTS
+        journal = recipe.stage_dir("aift") / "shards" / "00000-of-00001" / "generated.jsonl"
+        failed = aift.read_jsonl(journal)
+        assert [r["status"] for r in failed] == ["failed"] * PROMPTS
+        assert all("client_error" in r["error"] and "sk-ab" not in r["error"] for r in failed)
+        assert len(endpoint.bodies) == 2 * PROMPTS  # a 401 is not retried
+
+        endpoint.refuse = False
+        assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
+        stats = aift.merge(recipe, push=False)
+    finally:
+        endpoint.server.shutdown()
+    assert stats["generation_failures"] == {"client_error": 2 * PROMPTS, "failed_items": PROMPTS}
+    body = endpoint.bodies[-1]
+    assert body["model"] == "served-model" and body["max_tokens"] == 12 and body["stop"] == ["\n\n"]
+    assert (body["temperature"], body["top_p"]) == (0.6, 0.9)
+    assert body["messages"][0]["role"] == "system"  # the drawn principle
+    records = aift.read_jsonl(recipe.stage_dir("aift") / "ratings.jsonl")
+    for record in records:
+        seeds = [c["params"]["seed"] for c in record["candidates"]]
+        assert [c["text"].split(":")[0] for c in record["candidates"]] == [f"seed {s}" for s in seeds]
+        assert seeds == sorted(seeds) and len(set(seeds)) == 2
