@@ -34,22 +34,23 @@ class Example:
 
 
 def addition(rng: random.Random) -> Example:
-    """2-3 digit addition, worked column by column from the ones digit, carries written into the sum."""
-    a, b = rng.randint(10, 999), rng.randint(10, 999)
-    width = max(len(str(a)), len(str(b)))
-    top, bottom = str(a).zfill(width)[::-1], str(b).zfill(width)[::-1]
+    """3-digit addition, worked column by column from the ones: `top+bottom+carry=two-digit sum`.
+
+    Fixed widths everywhere (operands, step lines) put every digit a step needs at a fixed distance,
+    which a tiny model learns far sooner than a variable-width layout.
+    """
+    a, b = rng.randint(100, 999), rng.randint(100, 999)
     lines, carry = [], 0
-    for digit_a, digit_b in zip(top, bottom, strict=True):
+    for digit_a, digit_b in zip(str(a)[::-1], str(b)[::-1], strict=True):
         total = int(digit_a) + int(digit_b) + carry
-        terms = f"{digit_a}+{digit_b}" + ("+1" if carry else "")
-        lines.append(f"{terms}={total}")
+        lines.append(f"{digit_a}+{digit_b}+{carry}={total:02d}")
         carry = total // 10
     return _example("add", f"What is {a} + {b}?", lines, str(a + b))
 
 
 def sorting(rng: random.Random) -> Example:
-    """Sort 3-4 single-digit numbers, worked by taking the smallest remaining number each step."""
-    numbers = [rng.randint(0, 9) for _ in range(rng.randint(3, 4))]
+    """Sort 4 single-digit numbers, worked by taking the smallest remaining number each step."""
+    numbers = [rng.randint(0, 9) for _ in range(4)]
     remaining, lines = list(numbers), []
     while len(remaining) > 1:
         smallest = min(remaining)
@@ -74,9 +75,8 @@ def vowel_removal(rng: random.Random) -> Example:
     return _example("vowels", f"Remove the vowels from {word}.", lines, kept)
 
 
-def pseudo_word(rng: random.Random) -> str:
-    """A pronounceable 4-6 letter non-word: alternating consonants and vowels, from either."""
-    length = rng.randint(4, 6)
+def pseudo_word(rng: random.Random, length: int = 5) -> str:
+    """A pronounceable non-word: alternating consonants and vowels, starting with either."""
     start = rng.randint(0, 1)
     return "".join(rng.choice(CONSONANTS if (i + start) % 2 == 0 else VOWELS) for i in range(length))
 

@@ -20,6 +20,11 @@ from westwind.chat_templates import apply_chat_template_choice
 from westwind.tiny import ARCHITECTURES, build_model, build_tokenizer
 
 MANIFEST = "init_model.json"
+# How text splits before BPE: "bpe" (plain byte-level BPE), "digits" (each digit its own token),
+# "chars" (each character its own token: a character-level vocabulary; best for the CPU demo's tasks).
+TOKENIZATIONS = ("bpe", "digits", "chars")
+# Role markers a template writes as plain text; each becomes a single token.
+ROLE_MARKERS = {"zephyr": ["<|system|>", "<|user|>", "<|assistant|>"]}
 
 
 def init_model(
@@ -32,7 +37,7 @@ def init_model(
     num_heads: int = 4,
     intermediate_size: int | None = None,
     max_position_embeddings: int = 256,
-    individual_digits: bool = True,
+    tokenization: str = "chars",
     chat_template: str | None = "zephyr",
     seed: int = 0,
     force: bool = False,
@@ -44,6 +49,8 @@ def init_model(
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
+    if tokenization not in TOKENIZATIONS:
+        raise ValueError(f"unknown tokenization {tokenization!r}; choose from {', '.join(TOKENIZATIONS)}")
     if not texts_from:
         raise ValueError("init-model needs at least one jsonl file to train the tokenizer on")
     out = Path(out_dir)
@@ -56,7 +63,7 @@ def init_model(
         "num_heads": num_heads,
         "intermediate_size": intermediate_size,
         "max_position_embeddings": max_position_embeddings,
-        "individual_digits": individual_digits,
+        "tokenization": tokenization,
         "chat_template": chat_template,
         "seed": seed,
     }
@@ -68,7 +75,13 @@ def init_model(
         raise FileExistsError(f"{out} is not empty and was not made by init-model; pass --force to overwrite")
 
     texts = list(corpus_texts(texts_from, chat_template))
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, individual_digits=individual_digits)
+    tokenizer = build_tokenizer(
+        texts,
+        vocab_size=vocab_size,
+        individual_digits=tokenization == "digits",
+        individual_chars=tokenization == "chars",
+        extra_tokens=ROLE_MARKERS.get(chat_template or "", []),
+    )
     if chat_template is not None:
         apply_chat_template_choice(tokenizer, chat_template)
     model = build_model(
@@ -153,10 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--intermediate-size", type=int, default=None, help="default: 4 x hidden size")
     parser.add_argument("--max-position-embeddings", type=int, default=256)
     parser.add_argument(
-        "--no-individual-digits",
-        dest="individual_digits",
-        action="store_false",
-        help="let BPE merge digits (by default every digit is its own token)",
+        "--tokenization",
+        default="chars",
+        choices=TOKENIZATIONS,
+        help="chars: one token per character (default); digits: BPE but one token per digit; bpe: plain BPE",
     )
     parser.add_argument("--chat-template", default="zephyr", help="shipped template name, or 'none'")
     parser.add_argument("--seed", type=int, default=0)
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             num_heads=args.num_heads,
             intermediate_size=args.intermediate_size,
             max_position_embeddings=args.max_position_embeddings,
-            individual_digits=args.individual_digits,
+            tokenization=args.tokenization,
             chat_template=None if args.chat_template.lower() == "none" else args.chat_template,
             seed=args.seed,
             force=args.force,

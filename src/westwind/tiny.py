@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
@@ -26,20 +26,20 @@ ARCHITECTURES: dict[str, type[PretrainedConfig]] = {
 
 
 def build_tokenizer(
-    texts: Iterable[str], vocab_size: int = 512, individual_digits: bool = False
+    texts: Iterable[str],
+    vocab_size: int = 512,
+    individual_digits: bool = False,
+    individual_chars: bool = False,
+    extra_tokens: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts`; any string round-trips. Ships a ChatML template of its own.
 
-    `individual_digits` gives every digit its own token (no merges across digits), which makes
-    column arithmetic learnable for a tiny model.
+    `individual_digits` gives every digit its own token, which makes column arithmetic learnable for a
+    tiny model; `individual_chars` gives every character its own (a character-level vocabulary: no merges).
+    `extra_tokens` (e.g. a chat template's role markers) become single, non-special tokens.
     """
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if individual_digits
-        else byte_level
-    )
+    tokenizer.pre_tokenizer = pre_tokenizer(individual_digits, individual_chars)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -57,7 +57,21 @@ def build_tokenizer(
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],
     )
     fast.chat_template = CHATML
+    if extra_tokens:
+        fast.add_tokens(list(extra_tokens))
     return fast
+
+
+def pre_tokenizer(individual_digits: bool, individual_chars: bool) -> pre_tokenizers.PreTokenizer:
+    if individual_chars:
+        every_char = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        return pre_tokenizers.Sequence(
+            [every_char, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if individual_digits:
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    return byte_level
 
 
 def build_model(
@@ -97,11 +111,14 @@ def save_tiny_model(
     architecture: str = "llama",
     vocab_size: int = 512,
     individual_digits: bool = False,
+    individual_chars: bool = False,
     **model_kwargs,
 ) -> Path:
     """Train a tokenizer on `texts`, build a random model around it, and save both to `out_dir`."""
     out = Path(out_dir)
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, individual_digits=individual_digits)
+    tokenizer = build_tokenizer(
+        texts, vocab_size=vocab_size, individual_digits=individual_digits, individual_chars=individual_chars
+    )
     model = build_model(architecture, tokenizer, **model_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)
