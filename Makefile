@@ -22,3 +22,6 @@ format:
 
 demo:
 	westwind run recipes/demo-cpu.yaml
+
+bench:  ## side-by-side benchmarks vs the TRL CLI (tables + benchmarks/results/*.json); see docs/benchmarks.md
+	$(PY) benchmarks/run_all.py
