@@ -19,6 +19,7 @@ beta, loss, checkpointing, seeds, chat template, binarize policy) and swaps only
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,8 @@ ENV = {
 }
 # Llama-3.1's base tokenizer already holds these reserved special tokens; the llama recipe names them as its
 # eos/pad and its template emits them, so the tiny stand-in tokenizer gets them too (no other recipe needs them).
+# westwind's own stage keys (data selection), not trainer settings.
+DATA_KEYS = {"datasets", "test_split_size", "drop_invalid_rows", "model_name_or_path"}
 LLAMA3_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"]
 
 
@@ -137,6 +140,27 @@ def run_stage(stage: str, recipe: Path) -> str:
     return result.stdout
 
 
+def assert_trainer_used(stage_dir: Path, section: dict[str, Any]) -> None:
+    """Every trainer setting the (shrunk) recipe gives the stage reached the trainer as written."""
+    import torch
+
+    args = torch.load(stage_dir / "checkpoint-2" / "training_args.bin", weights_only=False)
+    for key, wanted in section.items():
+        if key in DATA_KEYS:
+            continue
+        used = getattr(args, key)
+        assert getattr(used, "value", used) == wanted, (
+            f"{stage_dir.name}.{key}: recipe {wanted!r}, ran {used!r}"
+        )
+
+
+def assert_adapter_matches(stage_dir: Path, model: dict[str, Any]) -> None:
+    adapter = json.loads((stage_dir / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (model["lora_r"], model["lora_alpha"])
+    assert adapter["lora_dropout"] == model["lora_dropout"]
+    assert sorted(adapter["target_modules"]) == sorted(model["lora_target_modules"])
+
+
 def assert_saved_model(stage_dir: Path, adapter: bool) -> None:
     expected = "adapter_config.json" if adapter else "config.json"
     assert (stage_dir / expected).is_file(), f"{stage_dir} lacks {expected}: {sorted(os.listdir(stage_dir))}"
@@ -156,6 +180,9 @@ def test_shipped_recipe_runs_every_stage(shipped: Path, tmp_path: Path, tiny_mod
 
     sft_output = run_stage("sft", recipe_path)
     assert_saved_model(tmp_path / "out" / "sft", adapter)
+    assert_trainer_used(tmp_path / "out" / "sft", raw["sft"])
+    if adapter:
+        assert_adapter_matches(tmp_path / "out" / "sft", raw["model"])
     if asks_fa2:
         assert sft_output.count(FA2_FALLBACK) == 1, sft_output[-3000:]
     else:
@@ -168,6 +195,9 @@ def test_shipped_recipe_runs_every_stage(shipped: Path, tmp_path: Path, tiny_mod
 
     dpo_output = run_stage("dpo", recipe_path)
     assert_saved_model(tmp_path / "out" / "dpo", adapter)
+    assert_trainer_used(tmp_path / "out" / "dpo", raw["dpo"])
+    if adapter:
+        assert_adapter_matches(tmp_path / "out" / "dpo", raw["model"])
     if asks_fa2:
         assert dpo_output.count(FA2_FALLBACK) == 1, dpo_output[-3000:]
 
