@@ -46,14 +46,6 @@ ZEPHYR_DPO = {
 VARIANTS: dict[str, list[str]] = {
     "westwind (shipped defaults)": [],
     "westwind + precompute_ref_log_probs": ["--dpo.precompute_ref_log_probs", "true"],
-    "westwind + precompute, bf16 off, no grad ckpt": [
-        "--dpo.precompute_ref_log_probs",
-        "true",
-        "--dpo.bf16",
-        "false",
-        "--dpo.gradient_checkpointing",
-        "false",
-    ],
 }
 
 
@@ -115,11 +107,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="default: steps x batch, so precompute covers exactly one epoch",
+    )
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench" / "dpo")
     args = parser.parse_args(argv)
 
     root: Path = args.work
+    args.rows = args.rows or args.steps * BATCH
     model = build_tiny_model(root.parent / "tiny-llama")
     data = write_jsonl(root / "data" / "train.jsonl", preferences(args.rows))
     sides: dict[str, list[str]] = {
