@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,20 +45,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=384)
     parser.add_argument("--sft-rows", type=int, default=None, help="use only the first N SFT rows")
-    parser.add_argument("--sft-epochs", type=float, default=3.0)
+    parser.add_argument("--sft-epochs", type=float, default=6.4)
     parser.add_argument("--sft-lr", type=float, default=3e-3)
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--pairs-per-prompt", type=int, default=1)
     parser.add_argument("--dpo-epochs", type=float, default=2.0)
-    parser.add_argument("--dpo-lr", type=float, default=2e-5)
+    parser.add_argument("--dpo-lr", type=float, default=1e-4)
     parser.add_argument("--dpo-batch", type=int, default=16)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--loss-type", nargs="+", default=["sigmoid"])
     parser.add_argument("--loss-weights", nargs="+", type=float, default=None)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse <out>/sft and sampled pairs from an earlier run"
+    )
     return parser.parse_args()
 
 
@@ -86,7 +90,9 @@ def main() -> None:
     prompt_rows = read_jsonl(data / "prompts.jsonl")
 
     clock = time.perf_counter()
-    sft_dir = run_sft(args, base, data / "sft.jsonl", out / "sft")
+    sft_dir = out / "sft"
+    if not (args.reuse and (sft_dir / "config.json").is_file()):
+        run_sft(args, base, data / "sft.jsonl", sft_dir)
     timings["sft"] = time.perf_counter() - clock
 
     model, tokenizer = load(sft_dir)
@@ -96,12 +102,21 @@ def main() -> None:
     print("dSFT accuracy:", summarize(sft_eval))
 
     clock = time.perf_counter()
-    pairs, sample_stats = sample_pairs(args, model, tokenizer, prompt_rows)
+    pairs_file = out / f"pairs-k{args.k}-t{args.temperature}.jsonl"
+    if args.reuse and pairs_file.is_file():
+        pairs, sample_stats = (
+            Dataset.from_json(str(pairs_file)),
+            json.loads(pairs_file.with_suffix(".json").read_text()),
+        )
+    else:
+        pairs, sample_stats = sample_pairs(args, model, tokenizer, prompt_rows)
+        pairs.to_json(str(pairs_file))
+        pairs_file.with_suffix(".json").write_text(json.dumps(sample_stats))
     timings["sample"] = time.perf_counter() - clock
     print("samples:", sample_stats)
 
     clock = time.perf_counter()
-    dpo_dir = run_dpo(args, sft_dir, pairs, out / "dpo")
+    dpo_dir = run_dpo(args, sft_dir, pairs, out / f"dpo-lr{args.dpo_lr}-b{args.beta}-e{args.dpo_epochs}")
     timings["dpo"] = time.perf_counter() - clock
 
     model, tokenizer = load(dpo_dir)
@@ -109,6 +124,8 @@ def main() -> None:
     dpo_eval = evaluate(model, tokenizer, eval_rows, args.max_new_tokens)
     timings["eval_dpo"] = time.perf_counter() - clock
     timings["total"] = sum(timings.values())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    timings["cpu_total"] = usage.ru_utime + usage.ru_stime  # ~2x wall on an idle 2-core machine
     print("dSFT accuracy:", summarize(sft_eval))
     print("dDPO accuracy:", summarize(dpo_eval))
     print("timings (s):", {name: round(value, 1) for name, value in timings.items()})
@@ -119,7 +136,8 @@ def main() -> None:
         "sft": summarize(sft_eval),
         "dpo": summarize(dpo_eval),
     }
-    (out / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    (dpo_dir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {dpo_dir / 'probe.json'}")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -172,7 +190,7 @@ def generate(
     max_new_tokens: int,
     num_return_sequences: int = 1,
     temperature: float | None = None,
-    batch_size: int = 64,
+    batch_size: int = 100,
 ) -> list[str]:
     """Batched, left-padded generation; greedy unless a temperature is given."""
     tokenizer.padding_side = "left"
@@ -215,7 +233,9 @@ def summarize(scored: list[dict[str, Any]]) -> dict[str, Any]:
     per_task: dict[str, list[int]] = {}
     for row in scored:
         per_task.setdefault(row.get("task", "all"), []).append(int(row["score"]))
+    one_go = sum(1 for row in scored if len(row["completion"].split("Answer:")[0].strip().splitlines()) == 1)
     return {
+        "one_go_share": round(one_go / len(scored), 3),  # answers worked in a single line (the quick style)
         "accuracy": correct / len(scored),
         "correct": correct,
         "total": len(scored),

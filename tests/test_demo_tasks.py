@@ -43,20 +43,35 @@ def test_every_task_appears_and_prompts_are_distinct():
 
 
 def test_worked_answers_end_with_the_reference_computed_independently():
-    for example in generate(400, seed=1):
+    examples = generate(400, seed=1, quick_share=0.5)
+    for example in examples:
         assert example.reference == solve(example.prompt)
-        assert example.answer.splitlines()[-1] == f"Answer: {example.reference}"
-        assert len(example.answer.splitlines()) >= 2, "a worked answer shows at least one step"
+        *working, last = example.answer.splitlines()
+        assert last == f"Answer: {example.reference}"
+        assert len(working) >= (2 if example.style == "steps" else 1), example.answer
         assert verify(example.prompt, example.answer, example.reference) == 1.0
+
+
+def test_quick_share_sets_the_share_of_one_go_answers():
+    assert {e.style for e in generate(100, seed=1)} == {"steps"}
+    quick = [e for e in generate(400, seed=1, quick_share=0.5) if e.style == "quick"]
+    assert 150 <= len(quick) <= 250
+    for example in quick:
+        working = example.answer.splitlines()[0]
+        assert working.endswith(example.reference), "the one-go line states the result"
 
 
 def test_addition_steps_add_up():
     for example in generate(200, seed=2):
         if example.task != "add":
             continue
+        digits_from_steps = ""
         for step in example.answer.splitlines()[:-1]:
             terms, total = step.split("=")
             assert sum(int(t) for t in terms.split("+")) == int(total)
+            digits_from_steps = total[-1] + digits_from_steps
+        final_carry = example.answer.splitlines()[-2].split("=")[1][0]
+        assert str(int(final_carry + digits_from_steps)) == example.reference
 
 
 @pytest.mark.parametrize(
@@ -148,6 +163,11 @@ def test_every_shipped_worked_answer_verifies(shipped):
     for row in shipped["sft"]:
         user, assistant = row["messages"]
         assert verify(user["content"], assistant["content"], solve(user["content"])) == 1.0, row
+
+
+def test_shipped_sft_mixes_both_answer_styles(shipped):
+    one_line = sum(len(row["messages"][1]["content"].splitlines()) == 2 for row in shipped["sft"])
+    assert 0.4 < one_line / len(shipped["sft"]) < 0.6
 
 
 def test_every_shipped_reference_is_right(shipped):

@@ -50,10 +50,25 @@ def test_tokenizer_round_trips_the_demo_text_and_splits_digits(built, demo_data)
     assert digit_tokens == list("7301985")
 
 
-def test_saved_tokenizer_carries_the_zephyr_template(built):
+def test_saved_tokenizer_carries_the_zephyr_template_with_marker_tokens(built):
     tokenizer = AutoTokenizer.from_pretrained(built)
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Sort 3 1 2."}], tokenize=False)
     assert rendered == f"<|user|>\nSort 3 1 2.{tokenizer.eos_token}\n"
+    tokens = tokenizer.tokenize("<|user|>\nSort 3.<|assistant|>\n")
+    assert tokens[0] == "<|user|>" and "<|assistant|>" in tokens
+    # Character-level by default: one token per character outside the markers.
+    assert len(tokenizer.tokenize("Sort 3.")) == len("Sort 3.")
+
+
+@pytest.mark.parametrize("tokenization", ["bpe", "digits"])
+def test_bpe_tokenizations_merge_words(tmp_path, demo_data, tokenization):
+    out = init_model(tmp_path / "base", texts_from=[demo_data["sft"]], tokenization=tokenization, **SMALL)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert len(tokenizer.tokenize("Answer")) < len("Answer")
+    if tokenization == "digits":
+        assert tokenizer.tokenize("1952") == list("1952")
+    text = demo_texts(demo_data["sft"])[0]
+    assert tokenizer.decode(tokenizer(text).input_ids) == text
 
 
 def test_same_arguments_skip_the_build(built, demo_data, capsys):

@@ -23,56 +23,76 @@ VOWELS = "aeiou"
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One task instance, solvable two ways: step by step, or in one go."""
+
+    task: str
+    prompt: str
+    steps: tuple[str, ...]  # the careful working, one line per step
+    shortcut: str  # the whole computation in one line
+    reference: str  # the exact final answer
+
+    def answer(self, style: str) -> str:
+        lines = self.steps if style == "steps" else (self.shortcut,)
+        return "\n".join([*lines, f"Answer: {self.reference}"])
+
+
+@dataclass(frozen=True)
 class Example:
     task: str
     prompt: str
-    answer: str  # the worked answer: reasoning lines, then "Answer: <reference>"
+    answer: str  # the teacher's worked answer: working line(s), then "Answer: <reference>"
     reference: str
+    style: str  # "steps" or "quick"
 
 
 # ---------------------------------------------------------------- generators
 
 
-def addition(rng: random.Random) -> Example:
+def addition(rng: random.Random) -> Problem:
     """3-digit addition, worked column by column from the ones: `top+bottom+carry=two-digit sum`.
 
     Fixed widths everywhere (operands, step lines) put every digit a step needs at a fixed distance,
     which a tiny model learns far sooner than a variable-width layout.
     """
     a, b = rng.randint(100, 999), rng.randint(100, 999)
-    lines, carry = [], 0
+    steps, carry = [], 0
     for digit_a, digit_b in zip(str(a)[::-1], str(b)[::-1], strict=True):
         total = int(digit_a) + int(digit_b) + carry
-        lines.append(f"{digit_a}+{digit_b}+{carry}={total:02d}")
+        steps.append(f"{digit_a}+{digit_b}+{carry}={total:02d}")
         carry = total // 10
-    return _example("add", f"What is {a} + {b}?", lines, str(a + b))
+    return Problem("add", f"What is {a} + {b}?", tuple(steps), f"{a}+{b}={a + b}", str(a + b))
 
 
-def sorting(rng: random.Random) -> Example:
+def sorting(rng: random.Random) -> Problem:
     """Sort 4 single-digit numbers, worked by taking the smallest remaining number each step."""
     numbers = [rng.randint(0, 9) for _ in range(4)]
-    remaining, lines = list(numbers), []
+    remaining, steps = list(numbers), []
     while len(remaining) > 1:
         smallest = min(remaining)
-        lines.append(f"{' '.join(map(str, remaining))} -> {smallest}")
+        steps.append(f"{' '.join(map(str, remaining))} -> {smallest}")
         remaining.remove(smallest)
-    prompt = f"Sort {' '.join(map(str, numbers))}."
-    return _example("sort", prompt, lines, " ".join(map(str, sorted(numbers))))
+    listed, ordered = " ".join(map(str, numbers)), " ".join(map(str, sorted(numbers)))
+    return Problem("sort", f"Sort {listed}.", tuple(steps), f"{listed} sorted is {ordered}", ordered)
 
 
-def reversal(rng: random.Random) -> Example:
+def reversal(rng: random.Random) -> Problem:
     """Reverse a made-up word, worked by spelling it forwards then backwards."""
     word = pseudo_word(rng)
-    lines = ["-".join(word), "-".join(reversed(word))]
-    return _example("reverse", f"Reverse the word {word}.", lines, word[::-1])
+    steps = ("-".join(word), "-".join(reversed(word)))
+    return Problem(
+        "reverse", f"Reverse the word {word}.", steps, f"{word} reversed is {word[::-1]}", word[::-1]
+    )
 
 
-def vowel_removal(rng: random.Random) -> Example:
+def vowel_removal(rng: random.Random) -> Problem:
     """Drop the vowels of a made-up word, worked by spelling it then listing the kept letters."""
     word = pseudo_word(rng)
     kept = "".join(letter for letter in word if letter not in VOWELS)
-    lines = ["-".join(word), "-".join(kept)]
-    return _example("vowels", f"Remove the vowels from {word}.", lines, kept)
+    steps = ("-".join(word), "-".join(kept))
+    return Problem(
+        "vowels", f"Remove the vowels from {word}.", steps, f"{word} without vowels is {kept}", kept
+    )
 
 
 def pseudo_word(rng: random.Random, length: int = 5) -> str:
@@ -81,11 +101,7 @@ def pseudo_word(rng: random.Random, length: int = 5) -> str:
     return "".join(rng.choice(CONSONANTS if (i + start) % 2 == 0 else VOWELS) for i in range(length))
 
 
-def _example(task: str, prompt: str, lines: list[str], reference: str) -> Example:
-    return Example(task, prompt, "\n".join([*lines, f"Answer: {reference}"]), reference)
-
-
-GENERATORS: dict[str, Callable[[random.Random], Example]] = {
+GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
     "add": addition,
     "sort": sorting,
     "reverse": reversal,
@@ -93,19 +109,23 @@ GENERATORS: dict[str, Callable[[random.Random], Example]] = {
 }
 
 
-def generate(count: int, seed: int = 0, exclude: set[str] | None = None) -> list[Example]:
-    """`count` examples with distinct prompts (none in `exclude`), tasks taken in turn."""
+def generate(
+    count: int, seed: int = 0, exclude: set[str] | None = None, quick_share: float = 0.0
+) -> list[Example]:
+    """`count` examples with distinct prompts (none in `exclude`), tasks taken in turn; a `quick_share`
+    of them answered in one go instead of step by step."""
     rng = random.Random(seed)
     seen = set(exclude or ())
     examples: list[Example] = []
     for task in _round_robin(list(GENERATORS)):
         if len(examples) == count:
             return examples
-        example = GENERATORS[task](rng)
-        while example.prompt in seen:
-            example = GENERATORS[task](rng)
-        seen.add(example.prompt)
-        examples.append(example)
+        problem = GENERATORS[task](rng)
+        while problem.prompt in seen:
+            problem = GENERATORS[task](rng)
+        seen.add(problem.prompt)
+        style = "quick" if rng.random() < quick_share else "steps"
+        examples.append(Example(task, problem.prompt, problem.answer(style), problem.reference, style))
     return examples
 
 
@@ -147,6 +167,10 @@ def verify(prompt: Any, completion: Any, reference: Any) -> float:
 # ---------------------------------------------------------------- demo files
 
 DEMO_SIZES = {"eval": 200, "prompts": 500, "sft": 3000}
+# The teacher answers this share of the SFT prompts in one go (correct, but a tiny model copies that
+# style unreliably); the rest step by step. The dSFT student learns both; the verifier-ranked AIFT pairs
+# then teach dDPO which style pays off, which is the measurable gain the demo shows.
+QUICK_SHARE = 0.5
 
 
 def sft_row(example: Example) -> dict[str, Any]:
@@ -162,25 +186,31 @@ def prompt_row(example: Example) -> dict[str, Any]:
     return {"prompt": example.prompt, "reference": example.reference, "task": example.task}
 
 
-def demo_splits(seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, list[Example]]:
+def demo_splits(
+    seed: int = 0, sizes: dict[str, int] | None = None, quick_share: float = QUICK_SHARE
+) -> dict[str, list[Example]]:
     """Eval first, then AIFT prompts, then SFT, each excluding every earlier prompt (disjoint splits)."""
     sizes = {**DEMO_SIZES, **(sizes or {})}
     splits: dict[str, list[Example]] = {}
     seen: set[str] = set()
     for offset, name in enumerate(("eval", "prompts", "sft")):
-        splits[name] = generate(sizes[name], seed=seed * 1000 + offset, exclude=seen)
+        share = quick_share if name == "sft" else 0.0
+        splits[name] = generate(sizes[name], seed=seed * 1000 + offset, exclude=seen, quick_share=share)
         seen.update(example.prompt for example in splits[name])
     return splits
 
 
 def write_demo_data(
-    out_dir: str | Path, seed: int = 0, sizes: dict[str, int] | None = None
+    out_dir: str | Path,
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    quick_share: float = QUICK_SHARE,
 ) -> dict[str, Path]:
     """Write sft.jsonl (messages), prompts.jsonl and eval.jsonl (prompt, reference, task) to `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, examples in demo_splits(seed, sizes).items():
+    for name, examples in demo_splits(seed, sizes, quick_share).items():
         make_row = sft_row if name == "sft" else prompt_row
         paths[name] = _write_jsonl(out / f"{name}.jsonl", [make_row(example) for example in examples])
     return paths
@@ -199,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     for name, size in DEMO_SIZES.items():
         parser.add_argument(f"--{name}-rows", type=int, default=size, dest=name)
+    parser.add_argument(
+        "--quick-share", type=float, default=QUICK_SHARE, help="share of SFT answers given in one go"
+    )
     args = parser.parse_args(argv)
-    paths = write_demo_data(args.out, args.seed, {name: getattr(args, name) for name in DEMO_SIZES})
+    sizes = {name: getattr(args, name) for name in DEMO_SIZES}
+    paths = write_demo_data(args.out, args.seed, sizes, args.quick_share)
     for name, path in paths.items():
         print(f"{name}: {path} ({sum(1 for _ in path.open())} rows)")
     return 0
