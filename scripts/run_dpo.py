@@ -26,7 +26,8 @@ def main(argv: list[str]) -> None:
         policy_path, datasets = data.dpo_inputs(recipe)
         training.setup(config)
         stage = recipe.dpo_data
-        dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
+            dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
 
     trainer = training.dpo_trainer(recipe, dataset, policy_path)
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))

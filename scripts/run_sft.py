@@ -21,9 +21,10 @@ def main(argv: list[str]) -> None:
             raise RecipeError(recipe.path, "sft", "the recipe has no sft section")
         config, stage = recipe.sft, recipe.sft_data
         training.setup(config)
-        dataset = data.sft_dataset(
-            stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
-        )
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
+            dataset = data.sft_dataset(
+                stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
+            )
 
     trainer = training.sft_trainer(recipe, dataset)
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))

@@ -10,6 +10,7 @@ USAGE = """usage: westwind COMMAND [ARGS]
 commands:
   check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
   run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> dDPO -> eval, skipping finished stages
+  sft | aift | dpo | eval RECIPE [...]   one stage alone: the same as python scripts/run_<stage>.py
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
@@ -22,6 +23,18 @@ COMMANDS = {
     "new-recipe": "westwind.new_recipe",
     "launch-check": "westwind.launch_check",
 }
+
+
+STAGE_SCRIPTS = {"sft": "run_sft.py", "aift": "run_aift.py", "dpo": "run_dpo.py", "eval": "run_eval.py"}
+
+
+def run_stage_script(stage: str, argv: list[str]) -> None:
+    import runpy
+
+    from westwind.pipeline import SCRIPTS
+
+    sys.argv = [str(SCRIPTS / STAGE_SCRIPTS[stage]), *argv]
+    runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def check(argv: list[str]) -> None:
@@ -45,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "check":
         check(rest)
+    elif command in STAGE_SCRIPTS:
+        run_stage_script(command, rest)
     elif command in COMMANDS:
         importlib.import_module(COMMANDS[command]).main(rest)
     else:

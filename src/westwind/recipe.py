@@ -54,7 +54,8 @@ DPO_CHOICES = {
 # westwind's opinions on top of TRL's defaults; a recipe overrides any of them.
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
-    "dpo": {"report_to": "none", "save_total_limit": 2},
+    # No reference model in memory while training (measured in docs/benchmarks.md).
+    "dpo": {"report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
 }
 
 

@@ -78,7 +78,10 @@ def finish(trainer, recipe: Recipe, stage: str) -> None:
         shutil.copyfile(recipe.path, output_dir / RECIPE_COPY)
         trainer.create_model_card(model_name=output_dir.name, tags=["westwind", f"westwind-{stage}", stage])
         _note_recipe_in_card(output_dir / "README.md", recipe, stage)
-        trainer.accelerator.print(f"westwind: {stage} model saved to {output_dir}")
+        processes = trainer.accelerator.num_processes
+        trainer.accelerator.print(
+            f"westwind: {stage} model saved to {output_dir} (trained on {processes} process(es))"
+        )
     if config.push_to_hub:
         trainer.push_to_hub()
     trainer.accelerator.wait_for_everyone()
