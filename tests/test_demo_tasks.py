@@ -26,8 +26,8 @@ def solve(prompt: str) -> str:
         return " ".join(sorted(match[1].split(), key=int))
     if match := re.fullmatch(r"Reverse the word (\w+)\.", prompt):
         return match[1][::-1]
-    if match := re.fullmatch(r"Remove the vowels from (\w+)\.", prompt):
-        return re.sub("[aeiou]", "", match[1])
+    if match := re.fullmatch(r"How many vowels are in (\w+)\?", prompt):
+        return str(sum(match[1].count(vowel) for vowel in "aeiou"))
     raise AssertionError(f"unknown prompt shape: {prompt!r}")
 
 
@@ -55,10 +55,11 @@ def test_worked_answers_end_with_the_reference_computed_independently():
 def test_quick_share_sets_the_share_of_one_go_answers():
     assert {e.style for e in generate(100, seed=1)} == {"steps"}
     quick = [e for e in generate(400, seed=1, quick_share=0.5) if e.style == "quick"]
-    assert 150 <= len(quick) <= 250
+    assert 100 <= len(quick) <= 200, "half of the three tasks with a one-go form"
+    assert {e.task for e in quick} == {"add", "reverse", "count"}
     for example in quick:
         working = example.answer.splitlines()[0]
-        assert working.endswith(example.reference), "the one-go line states the result"
+        assert example.reference in working, "the one-go line states the result"
 
 
 def test_addition_steps_add_up():
@@ -167,7 +168,7 @@ def test_every_shipped_worked_answer_verifies(shipped):
 
 def test_shipped_sft_mixes_both_answer_styles(shipped):
     one_line = sum(len(row["messages"][1]["content"].splitlines()) == 2 for row in shipped["sft"])
-    assert 0.4 < one_line / len(shipped["sft"]) < 0.6
+    assert 0.3 < one_line / len(shipped["sft"]) < 0.45  # half of three tasks in four
 
 
 def test_every_shipped_reference_is_right(shipped):

@@ -29,11 +29,11 @@ class Problem:
     task: str
     prompt: str
     steps: tuple[str, ...]  # the careful working, one line per step
-    shortcut: str  # the whole computation in one line
+    shortcut: str | None  # the whole computation in one line (None: this task is always worked)
     reference: str  # the exact final answer
 
     def answer(self, style: str) -> str:
-        lines = self.steps if style == "steps" else (self.shortcut,)
+        lines = self.steps if style == "steps" or self.shortcut is None else (self.shortcut,)
         return "\n".join([*lines, f"Answer: {self.reference}"])
 
 
@@ -50,12 +50,12 @@ class Example:
 
 
 def addition(rng: random.Random) -> Problem:
-    """3-digit addition, worked column by column from the ones: `top+bottom+carry=two-digit sum`.
+    """2-digit addition, worked column by column from the ones: `top+bottom+carry=two-digit sum`.
 
     Fixed widths everywhere (operands, step lines) put every digit a step needs at a fixed distance,
     which a tiny model learns far sooner than a variable-width layout.
     """
-    a, b = rng.randint(100, 999), rng.randint(100, 999)
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
     steps, carry = [], 0
     for digit_a, digit_b in zip(str(a)[::-1], str(b)[::-1], strict=True):
         total = int(digit_a) + int(digit_b) + carry
@@ -65,15 +65,19 @@ def addition(rng: random.Random) -> Problem:
 
 
 def sorting(rng: random.Random) -> Problem:
-    """Sort 4 single-digit numbers, worked by taking the smallest remaining number each step."""
+    """Sort 4 single-digit numbers, worked by taking the smallest remaining number each step.
+
+    No one-go answer: a tiny model sorts digits directly about as well as step by step, so a one-go
+    style here would teach dDPO the opposite lesson from the other tasks.
+    """
     numbers = [rng.randint(0, 9) for _ in range(4)]
     remaining, steps = list(numbers), []
     while len(remaining) > 1:
         smallest = min(remaining)
         steps.append(f"{' '.join(map(str, remaining))} -> {smallest}")
         remaining.remove(smallest)
-    listed, ordered = " ".join(map(str, numbers)), " ".join(map(str, sorted(numbers)))
-    return Problem("sort", f"Sort {listed}.", tuple(steps), f"{listed} sorted is {ordered}", ordered)
+    ordered = " ".join(map(str, sorted(numbers)))
+    return Problem("sort", f"Sort {' '.join(map(str, numbers))}.", tuple(steps), None, ordered)
 
 
 def reversal(rng: random.Random) -> Problem:
@@ -85,14 +89,13 @@ def reversal(rng: random.Random) -> Problem:
     )
 
 
-def vowel_removal(rng: random.Random) -> Problem:
-    """Drop the vowels of a made-up word, worked by spelling it then listing the kept letters."""
-    word = pseudo_word(rng)
-    kept = "".join(letter for letter in word if letter not in VOWELS)
-    steps = ("-".join(word), "-".join(kept))
-    return Problem(
-        "vowels", f"Remove the vowels from {word}.", steps, f"{word} without vowels is {kept}", kept
-    )
+def vowel_count(rng: random.Random) -> Problem:
+    """Count the vowels of a random 5-letter string, worked by spelling it then listing its vowels."""
+    word = "".join(rng.choice(VOWELS if rng.random() < 0.4 else CONSONANTS) for _ in range(5))
+    vowels = [letter for letter in word if letter in VOWELS]
+    steps = ("-".join(word), "-".join(vowels) or "none")
+    count = str(len(vowels))
+    return Problem("count", f"How many vowels are in {word}?", steps, f"{word} has {count} vowels", count)
 
 
 def pseudo_word(rng: random.Random, length: int = 5) -> str:
@@ -105,7 +108,7 @@ GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
     "add": addition,
     "sort": sorting,
     "reverse": reversal,
-    "vowels": vowel_removal,
+    "count": vowel_count,
 }
 
 
@@ -113,7 +116,7 @@ def generate(
     count: int, seed: int = 0, exclude: set[str] | None = None, quick_share: float = 0.0
 ) -> list[Example]:
     """`count` examples with distinct prompts (none in `exclude`), tasks taken in turn; a `quick_share`
-    of them answered in one go instead of step by step."""
+    of those with a one-go form answered that way instead of step by step."""
     rng = random.Random(seed)
     seen = set(exclude or ())
     examples: list[Example] = []
@@ -124,7 +127,7 @@ def generate(
         while problem.prompt in seen:
             problem = GENERATORS[task](rng)
         seen.add(problem.prompt)
-        style = "quick" if rng.random() < quick_share else "steps"
+        style = "quick" if problem.shortcut is not None and rng.random() < quick_share else "steps"
         examples.append(Example(task, problem.prompt, problem.answer(style), problem.reference, style))
     return examples
 
