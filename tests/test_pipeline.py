@@ -1,0 +1,104 @@
+"""`westwind run`: all four stages in order, skipping finished ones, rerunning what a config change touches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, tiny_recipe, write_jsonl, write_recipe
+
+from westwind.demo_tasks import generate, prompt_row
+
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "OMP_NUM_THREADS": "2",
+    "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+}
+
+
+def westwind_run(recipe, *args: str) -> str:
+    command = [sys.executable, "-m", "westwind.cli", "run", str(recipe), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def ran(stdout: str) -> list[str]:
+    return [
+        stage
+        for stage in ("sft", "aift", "dpo", "eval")
+        if f"westwind: [{stage}] " in stdout and f"[{stage}] complete" not in stdout
+    ]
+
+
+def skipped(stdout: str) -> list[str]:
+    return [
+        stage
+        for stage in ("sft", "aift", "dpo", "eval")
+        if f"[{stage}] complete with this config; skipped" in stdout
+    ]
+
+
+@pytest.fixture
+def full_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    examples = generate(40, seed=5)
+    prompts = write_jsonl(tmp_path / "data" / "prompts.jsonl", [prompt_row(e) for e in examples[:24]])
+    held_out = write_jsonl(tmp_path / "data" / "eval.jsonl", [prompt_row(e) for e in examples[24:]])
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    raw["dpo"].pop("datasets")  # default: @aift
+    raw["aift"] = {
+        "prompts": {"datasets": [{"path": str(prompts)}]},
+        "generators": [
+            {"model": "@sft", "n": 2, "sampling": {"max_new_tokens": 8, "temperature": 1.0}},
+            {"model": "@base", "n": 1, "sampling": {"max_new_tokens": 8, "temperature": 1.0}},
+        ],
+        "judge": {"kind": "verifier", "function": "aift_helpers:hash_score"},
+        "binarize": {"policy": "best_vs_random"},
+    }
+    raw["eval"] = {
+        "prompts": {"datasets": [{"path": str(held_out)}]},
+        "sampling": {"max_new_tokens": 8},
+        "verifier": "westwind.demo_tasks:verify",
+    }
+    return write_recipe(tmp_path / "recipe.yaml", raw)
+
+
+@pytest.mark.slow
+def test_run_skips_finished_stages_and_reruns_what_changed(full_recipe, tmp_path):
+    out = tmp_path / "out"
+    first = westwind_run(full_recipe)
+    assert ran(first) == ["sft", "aift", "dpo", "eval"]
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert set(results["models"]) == {"dpo", "sft"}
+    assert results["models"]["dpo"]["accuracy"]["total"] == 16
+    win = results["win_rate"]
+    assert win["judge"] == "verifier" and win["wins"] + win["ties"] + win["losses"] + win["failed"] == 16
+    assert (out / "report.md").exists()
+
+    again = westwind_run(full_recipe)
+    assert skipped(again) == ["sft", "aift", "dpo", "eval"] and ran(again) == []
+
+    changed = westwind_run(full_recipe, "--dpo.beta", "0.3")
+    assert skipped(changed) == ["sft", "aift"] and ran(changed) == ["dpo", "eval"]
+
+
+@pytest.mark.slow
+def test_from_and_to_limit_the_run(full_recipe, tmp_path):
+    only_sft = westwind_run(full_recipe, "--to", "sft")
+    assert ran(only_sft) == ["sft"]
+    assert not (tmp_path / "out" / "aift").exists()
+    forced = westwind_run(full_recipe, "--from", "sft", "--to", "sft", "--force")
+    assert ran(forced) == ["sft"]
+
+
+def test_bad_stage_range_is_bad_input(full_recipe):
+    command = [sys.executable, "-m", "westwind.cli", "run", str(full_recipe), "--from", "eval", "--to", "sft"]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1] == f"error: {full_recipe}: --from/--to: eval comes after sft"
+    )
