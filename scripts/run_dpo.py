@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import sys
 
-from westwind.recipe import RecipeError, exit_on_bad_input, load_recipe
+from westwind.recipe import exit_on_bad_input, load_stage_recipe
 
 
 def main(argv: list[str]) -> None:
     from westwind import data, training
 
     with exit_on_bad_input():
-        if not argv or argv[0].startswith("-"):
-            raise RecipeError("(command line)", "RECIPE", "usage: run_dpo.py RECIPE [--key value ...]")
-        recipe = load_recipe(argv[0], argv[1:], stage="dpo")
-        if recipe.dpo is None:
-            raise RecipeError(recipe.path, "dpo", "the recipe has no dpo section")
+        recipe = load_stage_recipe(argv, "dpo")
         config = recipe.dpo
         policy_path, datasets = data.dpo_inputs(recipe)
         training.setup(config)

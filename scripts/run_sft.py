@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from westwind.recipe import RecipeError, exit_on_bad_input, load_recipe
+from westwind.recipe import exit_on_bad_input, load_stage_recipe
 
 
 def main(argv: list[str]) -> None:
     from westwind import data, training
 
     with exit_on_bad_input():
-        if not argv or argv[0].startswith("-"):
-            raise RecipeError("(command line)", "RECIPE", "usage: run_sft.py RECIPE [--key value ...]")
-        recipe = load_recipe(argv[0], argv[1:], stage="sft")
-        if recipe.sft is None:
-            raise RecipeError(recipe.path, "sft", "the recipe has no sft section")
+        recipe = load_stage_recipe(argv, "sft")
         config, stage = recipe.sft, recipe.sft_data
         training.setup(config)
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it

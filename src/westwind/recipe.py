@@ -136,6 +136,16 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, stage: str
         raise RecipeError(path, error.key, error.problem) from None
 
 
+def load_stage_recipe(argv: list[str], stage: str) -> Recipe:
+    """A stage script's command line, `RECIPE [--key value ...]`, as a validated recipe that has `stage`."""
+    if not argv or argv[0].startswith("-"):
+        raise RecipeError("(command line)", "RECIPE", f"usage: run_{stage}.py RECIPE [--key value ...]")
+    recipe = load_recipe(argv[0], argv[1:], stage=stage)
+    if getattr(recipe, stage) is None:
+        raise RecipeError(recipe.path, stage, f"the recipe has no {stage} section")
+    return recipe
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(path, "(file)", "recipe file not found")

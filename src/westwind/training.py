@@ -26,28 +26,23 @@ def sft_trainer(recipe: Recipe, dataset):
     """TRL's SFTTrainer on the recipe's base model (full, LoRA or QLoRA)."""
     from trl import SFTTrainer
 
-    config = recipe.sft
     tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
     model, peft_config = models.sft_model(recipe.model, tokenizer)
-    return SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=dataset["train"],
-        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    return _trainer(SFTTrainer, recipe.sft, model, tokenizer, dataset, peft_config)
 
 
 def dpo_trainer(recipe: Recipe, dataset, policy_path: str):
     """TRL's DPOTrainer whose policy and reference both start as the dSFT model (see models.dpo_policy)."""
     from trl import DPOTrainer
 
-    config = recipe.dpo
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
-    merged_dir = Path(config.output_dir) / "sft-merged"
+    merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
     model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
-    return DPOTrainer(
+    return _trainer(DPOTrainer, recipe.dpo, model, tokenizer, dataset, peft_config)
+
+
+def _trainer(trainer_cls, config, model, tokenizer, dataset, peft_config):
+    return trainer_cls(
         model=model,
         args=config,
         train_dataset=dataset["train"],
