@@ -33,6 +33,14 @@ def log_history(output_dir: Path) -> list[dict]:
     return json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
 
 
+def assert_reference_is_the_policy(dpo_dir: Path, tolerance: float) -> None:
+    """Rewards are beta * (policy - reference) log-ratios, so at the first step they are ~0 iff the reference is
+    the dSFT policy; a base-model reference is off by beta times several nats. Precomputed reference log-probs
+    come from a separate forward pass, hence float noise rather than exact zeros."""
+    first_step = next(entry for entry in log_history(dpo_dir) if "rewards/chosen" in entry)
+    assert abs(first_step["rewards/chosen"]) < tolerance and abs(first_step["rewards/rejected"]) < tolerance
+
+
 def losses(output_dir: Path) -> list[float]:
     return [entry["loss"] for entry in log_history(output_dir) if "loss" in entry]
 
@@ -69,9 +77,7 @@ def test_sft_then_dpo(launcher, tmp_path, tiny_model, repeated_sft, dpo_jsonl):
 
     run_stage(launcher, "run_dpo.py", recipe, "--save_steps", "3")
     dpo_dir = tmp_path / "out" / "dpo"
-    first_step = next(entry for entry in log_history(dpo_dir) if "rewards/chosen" in entry)
-    # Rewards are beta * (policy - reference) log-ratios: zero at step 0 iff the reference is the dSFT policy.
-    assert first_step["rewards/chosen"] == 0.0 and first_step["rewards/rejected"] == 0.0
+    assert_reference_is_the_policy(dpo_dir, tolerance=1e-5)
     reloaded = AutoModelForCausalLM.from_pretrained(dpo_dir)
     dsft = AutoModelForCausalLM.from_pretrained(sft_dir)
     changed = any((a != b).any() for a, b in zip(reloaded.parameters(), dsft.parameters(), strict=True))
@@ -87,8 +93,7 @@ def test_lora_sft_then_lora_dpo_keeps_the_dsft_reference(tmp_path, tiny_model, r
     run_stage("python", "run_sft.py", recipe, "--learning_rate", "1e-2")
     assert (tmp_path / "out" / "sft" / "adapter_config.json").exists()
     run_stage("python", "run_dpo.py", recipe, "--save_steps", "3")
-    first_step = next(entry for entry in log_history(tmp_path / "out" / "dpo") if "rewards/chosen" in entry)
-    assert first_step["rewards/chosen"] == 0.0 and first_step["rewards/rejected"] == 0.0
+    assert_reference_is_the_policy(tmp_path / "out" / "dpo", tolerance=1e-5)
 
 
 @pytest.mark.slow
@@ -148,8 +153,18 @@ def test_qlora_sft_then_dpo(tmp_path, tiny_model, repeated_sft, dpo_jsonl):
     )
     config = json.loads((tmp_path / "out" / "sft" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4
-    run_stage("python", "run_dpo.py", recipe, "--max_steps", "2", "--save_steps", "2")
-    first_step = next(entry for entry in log_history(tmp_path / "out" / "dpo") if "rewards/chosen" in entry)
-    # 4-bit matmuls differ by ~1e-5 between the grad and no-grad paths; a base-model reference would be
-    # off by beta times several nats here.
-    assert abs(first_step["rewards/chosen"]) < 1e-4 and abs(first_step["rewards/rejected"]) < 1e-4
+    # bitsandbytes' CPU 4-bit inference kernel (the no-grad precompute pass) needs layers at least one quant
+    # block (64) wide; this tiny model's are 32. Real models are far wider, so only the test turns it off.
+    run_stage(
+        "python",
+        "run_dpo.py",
+        recipe,
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--precompute_ref_log_probs",
+        "false",
+    )
+    # 4-bit matmuls differ by ~1e-5 between the grad and no-grad paths.
+    assert_reference_is_the_policy(tmp_path / "out" / "dpo", tolerance=1e-4)

@@ -109,6 +109,10 @@ def shrink(recipe: dict[str, Any], model_dir: Path, data: Path, out: Path) -> di
     pairs = write_jsonl(data / "pairs.jsonl", full_conversation_pairs(16))
     raw["dpo"]["datasets"] = local_datasets(raw["dpo"]["datasets"], pairs)
     raw["dpo"].update(SPEED)
+    if model.get("load_in_4bit") and "precompute_ref_log_probs" not in raw["dpo"]:
+        # bitsandbytes' CPU 4-bit inference kernel (the no-grad precompute pass) needs layers at least one quant
+        # block (64) wide; the tiny model's are 32, so westwind's precompute default is turned off here only.
+        raw["dpo"]["precompute_ref_log_probs"] = False
 
     prompt_rows = [
         {"prompt": row["messages"][-2]["content"], "reference": row["messages"][-1]["content"]}
