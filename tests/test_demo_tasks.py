@@ -26,8 +26,8 @@ def solve(prompt: str) -> str:
         return " ".join(sorted(match[1].split(), key=int))
     if match := re.fullmatch(r"Reverse the word (\w+)\.", prompt):
         return match[1][::-1]
-    if match := re.fullmatch(r"How many vowels are in (\w+)\?", prompt):
-        return str(sum(match[1].count(vowel) for vowel in "aeiou"))
+    if match := re.fullmatch(r"What is (\d) \+ (\d) \+ (\d) \+ (\d)\?", prompt):
+        return str(sum(int(digit) for digit in match.groups()))
     raise AssertionError(f"unknown prompt shape: {prompt!r}")
 
 
@@ -56,10 +56,22 @@ def test_quick_share_sets_the_share_of_one_go_answers():
     assert {e.style for e in generate(100, seed=1)} == {"steps"}
     quick = [e for e in generate(400, seed=1, quick_share=0.5) if e.style == "quick"]
     assert 100 <= len(quick) <= 200, "half of the three tasks with a one-go form"
-    assert {e.task for e in quick} == {"add", "reverse", "count"}
+    assert {e.task for e in quick} == {"add", "reverse", "sum"}
     for example in quick:
         working = example.answer.splitlines()[0]
         assert example.reference in working, "the one-go line states the result"
+
+
+def test_running_total_steps_add_up():
+    for example in generate(200, seed=3):
+        if example.task != "sum":
+            continue
+        steps = example.answer.splitlines()[:-1]
+        assert len(steps) == 3
+        for step in steps:
+            terms, total = step.split("=")
+            assert sum(int(t) for t in terms.split("+")) == int(total)
+        assert int(steps[-1].split("=")[1]) == int(example.reference)
 
 
 def test_addition_steps_add_up():

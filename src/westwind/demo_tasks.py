@@ -89,13 +89,15 @@ def reversal(rng: random.Random) -> Problem:
     )
 
 
-def vowel_count(rng: random.Random) -> Problem:
-    """Count the vowels of a random 5-letter string, worked by spelling it then listing its vowels."""
-    word = "".join(rng.choice(VOWELS if rng.random() < 0.4 else CONSONANTS) for _ in range(5))
-    vowels = [letter for letter in word if letter in VOWELS]
-    steps = ("-".join(word), "-".join(vowels) or "none")
-    count = str(len(vowels))
-    return Problem("count", f"How many vowels are in {word}?", steps, f"{word} has {count} vowels", count)
+def digit_sum(rng: random.Random) -> Problem:
+    """Add four single digits, worked as a running total: `total+digit=new two-digit total`."""
+    digits = [rng.randint(0, 9) for _ in range(4)]
+    steps, total = [], digits[0]
+    for digit in digits[1:]:
+        steps.append(f"{total:02d}+{digit}={total + digit:02d}")
+        total += digit
+    terms = " + ".join(map(str, digits))
+    return Problem("sum", f"What is {terms}?", tuple(steps), f"{terms.replace(' ', '')}={total}", str(total))
 
 
 def pseudo_word(rng: random.Random, length: int = 5) -> str:
@@ -108,7 +110,7 @@ GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
     "add": addition,
     "sort": sorting,
     "reverse": reversal,
-    "count": vowel_count,
+    "sum": digit_sum,
 }
 
 
