@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from westwind.demo_tasks import GENERATORS, demo_splits, generate, main, verify, write_demo_data
+from westwind.demo_tasks import DEMO_MIX, GENERATORS, demo_splits, generate, main, verify, write_demo_data
+
+EVERY_TASK = dict.fromkeys(GENERATORS, 1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data" / "demo"
@@ -24,6 +26,8 @@ def solve(prompt: str) -> str:
         return str(int(match[1]) + int(match[2]))
     if match := re.fullmatch(r"Sort ([\d ]+)\.", prompt):
         return " ".join(sorted(match[1].split(), key=int))
+    if match := re.fullmatch(r"Remove the vowels from (\w+)\.", prompt):
+        return re.sub("[aeiou]", "", match[1])
     if match := re.fullmatch(r"Reverse the word (\w+)\.", prompt):
         return match[1][::-1]
     if match := re.fullmatch(r"What is (\d) \+ (\d) \+ (\d) \+ (\d)\?", prompt):
@@ -37,13 +41,21 @@ def test_generation_is_deterministic_per_seed():
 
 
 def test_every_task_appears_and_prompts_are_distinct():
-    examples = generate(200, seed=0)
+    examples = generate(200, seed=0, mix=EVERY_TASK)
     assert {e.task for e in examples} == set(GENERATORS)
     assert len({e.prompt for e in examples}) == len(examples)
 
 
+def test_the_demo_mix_weights_tasks():
+    tasks = [e.task for e in generate(400, seed=0)]
+    total = sum(DEMO_MIX.values())
+    assert {task: tasks.count(task) for task in set(tasks)} == {
+        t: 400 * w // total for t, w in DEMO_MIX.items()
+    }
+
+
 def test_worked_answers_end_with_the_reference_computed_independently():
-    examples = generate(400, seed=1, quick_share=0.5)
+    examples = generate(400, seed=1, quick_share=0.5, mix=EVERY_TASK)
     for example in examples:
         assert example.reference == solve(example.prompt)
         *working, last = example.answer.splitlines()
@@ -53,17 +65,17 @@ def test_worked_answers_end_with_the_reference_computed_independently():
 
 
 def test_quick_share_sets_the_share_of_one_go_answers():
-    assert {e.style for e in generate(100, seed=1)} == {"steps"}
-    quick = [e for e in generate(400, seed=1, quick_share=0.5) if e.style == "quick"]
-    assert 100 <= len(quick) <= 200, "half of the three tasks with a one-go form"
-    assert {e.task for e in quick} == {"add", "reverse", "sum"}
+    assert {e.style for e in generate(100, seed=1, mix=EVERY_TASK)} == {"steps"}
+    quick = [e for e in generate(500, seed=1, quick_share=0.5, mix=EVERY_TASK) if e.style == "quick"]
+    assert 150 <= len(quick) <= 250, "half of the four tasks (of five) with a one-go form"
+    assert {e.task for e in quick} == set(GENERATORS) - {"sort"}
     for example in quick:
         working = example.answer.splitlines()[0]
         assert example.reference in working, "the one-go line states the result"
 
 
 def test_running_total_steps_add_up():
-    for example in generate(200, seed=3):
+    for example in generate(200, seed=3, mix=EVERY_TASK):
         if example.task != "sum":
             continue
         steps = example.answer.splitlines()[:-1]
@@ -180,7 +192,7 @@ def test_every_shipped_worked_answer_verifies(shipped):
 
 def test_shipped_sft_mixes_both_answer_styles(shipped):
     one_line = sum(len(row["messages"][1]["content"].splitlines()) == 2 for row in shipped["sft"])
-    assert 0.3 < one_line / len(shipped["sft"]) < 0.45  # half of three tasks in four
+    assert 0.3 < one_line / len(shipped["sft"]) < 0.45  # half of the three quarters with a one-go form
 
 
 def test_every_shipped_reference_is_right(shipped):

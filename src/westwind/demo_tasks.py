@@ -1,8 +1,11 @@
 """Procedural tasks with checkable answers for the CPU demo, and the `verifier` that checks them.
 
-Every example is a short user prompt, a worked answer (a few reasoning lines, then `Answer: <final>`) and
-the exact final answer as `reference`. The generators are seeded and deterministic; `write_demo_data`
-writes the three disjoint demo files that ship in `data/demo/`:
+Every example is a short user prompt, a worked answer (working, then `Answer: <final>`) and the exact final
+answer as `reference`. The teacher works an answer either step by step (one easy operation per line) or in
+one go (the whole computation in one line); both are correct, but a tiny student copies the one-go style
+far less reliably. dSFT learns both styles, and the verifier-ranked AIFT pairs teach dDPO to work step by
+step: that is the measured gain of the CPU demo. The generators are seeded and deterministic;
+`write_demo_data` writes the three disjoint demo files that ship in `data/demo/`:
 
     python -m westwind.demo_tasks --out data/demo --seed 0
 """
@@ -100,6 +103,15 @@ def digit_sum(rng: random.Random) -> Problem:
     return Problem("sum", f"What is {terms}?", tuple(steps), f"{terms.replace(' ', '')}={total}", str(total))
 
 
+def vowel_removal(rng: random.Random) -> Problem:
+    """Drop the vowels of a made-up word, worked by spelling it then listing the kept letters."""
+    word = pseudo_word(rng)
+    kept = "".join(letter for letter in word if letter not in VOWELS)
+    steps = ("-".join(word), "-".join(kept))
+    prompt = f"Remove the vowels from {word}."
+    return Problem("vowels", prompt, steps, f"{word} without vowels is {kept}", kept)
+
+
 def pseudo_word(rng: random.Random, length: int = 5) -> str:
     """A pronounceable non-word: alternating consonants and vowels, starting with either."""
     start = rng.randint(0, 1)
@@ -111,18 +123,27 @@ GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
     "sort": sorting,
     "reverse": reversal,
     "sum": digit_sum,
+    "vowels": vowel_removal,
 }
+# The CPU demo's task mix (relative weights). Addition gets double weight: it is where working step by step
+# pays off most for a tiny student, so it carries most of the dDPO gain.
+DEMO_MIX: dict[str, int] = {"add": 2, "reverse": 1, "sort": 1}
 
 
 def generate(
-    count: int, seed: int = 0, exclude: set[str] | None = None, quick_share: float = 0.0
+    count: int,
+    seed: int = 0,
+    exclude: set[str] | None = None,
+    quick_share: float = 0.0,
+    mix: dict[str, int] | None = None,
 ) -> list[Example]:
-    """`count` examples with distinct prompts (none in `exclude`), tasks taken in turn; a `quick_share`
-    of those with a one-go form answered that way instead of step by step."""
+    """`count` examples with distinct prompts (none in `exclude`), tasks taken in turn by their `mix`
+    weights (default DEMO_MIX); a `quick_share` of those with a one-go form answered that way."""
     rng = random.Random(seed)
     seen = set(exclude or ())
     examples: list[Example] = []
-    for task in _round_robin(list(GENERATORS)):
+    cycle = [task for task, weight in (mix or DEMO_MIX).items() for _ in range(weight)]
+    for task in _round_robin(cycle):
         if len(examples) == count:
             return examples
         problem = GENERATORS[task](rng)
