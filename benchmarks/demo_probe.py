@@ -40,19 +40,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default="outputs/demo-probe")
     parser.add_argument("--data", default=None, help="demo data folder (default: generate into <out>/data)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=384)
     parser.add_argument("--sft-rows", type=int, default=None, help="use only the first N SFT rows")
-    parser.add_argument("--sft-epochs", type=float, default=6.4)
-    parser.add_argument("--sft-lr", type=float, default=3e-3)
+    parser.add_argument("--sft-epochs", type=float, default=8.0)
+    parser.add_argument("--sft-lr", type=float, default=2e-3)
     parser.add_argument("--sft-batch", type=int, default=32)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--sample-seed", type=int, default=0, help="torch seed for AIFT sampling")
     parser.add_argument("--pairs-per-prompt", type=int, default=1)
     parser.add_argument("--dpo-epochs", type=float, default=2.0)
-    parser.add_argument("--dpo-lr", type=float, default=1e-4)
+    parser.add_argument("--dpo-lr", type=float, default=5e-5)
     parser.add_argument("--dpo-batch", type=int, default=16)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--loss-type", nargs="+", default=["sigmoid"])
@@ -102,13 +103,14 @@ def main() -> None:
     print("dSFT accuracy:", summarize(sft_eval))
 
     clock = time.perf_counter()
-    pairs_file = out / f"pairs-k{args.k}-t{args.temperature}.jsonl"
+    pairs_file = out / f"pairs-k{args.k}-t{args.temperature}-s{args.sample_seed}.jsonl"
     if args.reuse and pairs_file.is_file():
         pairs, sample_stats = (
             Dataset.from_json(str(pairs_file)),
             json.loads(pairs_file.with_suffix(".json").read_text()),
         )
     else:
+        torch.manual_seed(args.sample_seed)
         pairs, sample_stats = sample_pairs(args, model, tokenizer, prompt_rows)
         pairs.to_json(str(pairs_file))
         pairs_file.with_suffix(".json").write_text(json.dumps(sample_stats))
@@ -116,7 +118,8 @@ def main() -> None:
     print("samples:", sample_stats)
 
     clock = time.perf_counter()
-    dpo_dir = run_dpo(args, sft_dir, pairs, out / f"dpo-lr{args.dpo_lr}-b{args.beta}-e{args.dpo_epochs}")
+    name = f"dpo-lr{args.dpo_lr}-b{args.beta}-e{args.dpo_epochs}-k{args.k}-s{args.sample_seed}"
+    dpo_dir = run_dpo(args, sft_dir, pairs, out / name)
     timings["dpo"] = time.perf_counter() - clock
 
     model, tokenizer = load(dpo_dir)
