@@ -180,3 +180,14 @@ def test_rebinarize_ultrafeedback_style_completions(tmp_path):
             assert (row["model_rejected"], row["score_rejected"]) == ("truncated", expected_rejected)
             assert len(row["chosen"][0]["content"]) > len(row["rejected"][0]["content"])
         assert stats["length_ratio_chosen_rejected"]["median"] > 2.5
+
+
+@pytest.mark.parametrize("policy", ["best_vs_random", "best_vs_worst"])
+def test_empty_completions_are_never_paired(policy):
+    config = BinarizeConfig(policy=policy)
+    for seed in range(20):
+        row, reason = binarize(record([9.0, 5.0, 1.0], ["", "Blue.", "  "]), config, seed)
+        assert row is None and reason == "empty_texts"
+        row, reason = binarize(record([9.0, 5.0, 1.0], ["   ", "Blue.", "A dog."]), config, seed)
+        assert reason is None
+        assert row["chosen"][0]["content"] == "Blue." and row["rejected"][0]["content"] == "A dog."

@@ -1,7 +1,7 @@
 """Turn a judged prompt (candidates with scores) into one chosen/rejected pair for dDPO.
 
 Policies: `best_vs_random` (Zephyr: chosen = highest score, rejected = random among strictly lower) and
-`best_vs_worst`. Ties at the top are broken at random; identical texts are never paired (a pair whose two
+`best_vs_worst`. Ties at the top are broken at random; empty texts and identical texts are never paired (a pair whose two
 sides match teaches nothing). All randomness is seeded per prompt id, so results do not depend on order,
 sharding or resumption.
 """
@@ -36,6 +36,10 @@ def pick_pair(
     """(chosen, rejected, None), or (None, None, the reason no pair is made)."""
     if len(candidates) < 2:
         return None, None, "single_candidate"
+    # An empty completion is not an answer, whatever a judge scored it: it makes no pair (dpo would reject it).
+    candidates = [c for c in candidates if c["text"].strip()]
+    if len(candidates) < 2:
+        return None, None, "empty_texts"
     rated = [c for c in candidates if is_rated(c)]
     if len(rated) < 2:
         return None, None, "unrated"
