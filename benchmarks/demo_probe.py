@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sft-epochs", type=float, default=8.0)
     parser.add_argument("--sft-lr", type=float, default=2e-3)
     parser.add_argument("--sft-batch", type=int, default=32)
-    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sample-seed", type=int, default=0, help="torch seed for AIFT sampling")
     parser.add_argument("--pairs-per-prompt", type=int, default=1)
@@ -131,6 +131,7 @@ def main() -> None:
     timings["cpu_total"] = usage.ru_utime + usage.ru_stime  # ~2x wall on an idle 2-core machine
     print("dSFT accuracy:", summarize(sft_eval))
     print("dDPO accuracy:", summarize(dpo_eval))
+    print("dDPO vs dSFT:", paired_outcomes(dpo_eval, sft_eval))
     print("timings (s):", {name: round(value, 1) for name, value in timings.items()})
     result = {
         "settings": vars(args),
@@ -138,6 +139,7 @@ def main() -> None:
         "samples": sample_stats,
         "sft": summarize(sft_eval),
         "dpo": summarize(dpo_eval),
+        "dpo_vs_sft": paired_outcomes(dpo_eval, sft_eval),
     }
     (dpo_dir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {dpo_dir / 'probe.json'}")
@@ -245,6 +247,15 @@ def summarize(scored: list[dict[str, Any]]) -> dict[str, Any]:
         "ci95": [round(low, 3), round(high, 3)],
         "per_task": {task: f"{sum(scores)}/{len(scores)}" for task, scores in sorted(per_task.items())},
     }
+
+
+def paired_outcomes(model: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, int]:
+    """Per-prompt verifier outcomes of `model` against `baseline` (same prompts, same order)."""
+    outcomes = Counter(
+        "wins" if m["score"] > b["score"] else "losses" if m["score"] < b["score"] else "ties"
+        for m, b in zip(model, baseline, strict=True)
+    )
+    return {key: outcomes[key] for key in ("wins", "ties", "losses")}
 
 
 def sample_pairs(
