@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -77,6 +78,23 @@ def test_same_arguments_skip_the_build(built, demo_data, capsys):
     assert init_model(built, texts_from=[demo_data["sft"]], **SMALL) == built
     assert "skipping" in capsys.readouterr().out
     assert weights.stat().st_mtime_ns == before
+
+
+def test_the_same_data_under_another_path_skips(built, demo_data, tmp_path, capsys):
+    moved = tmp_path / "elsewhere.jsonl"
+    moved.write_bytes(demo_data["sft"].read_bytes())
+    init_model(built, texts_from=[moved], **SMALL)
+    assert "skipping" in capsys.readouterr().out
+
+
+def test_changed_data_rebuilds(tmp_path, demo_data, capsys):
+    out = init_model(tmp_path / "base", texts_from=[demo_data["sft"]], **SMALL)
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(demo_data["sft"].read_text() + demo_data["eval"].read_text())
+    init_model(out, texts_from=[changed], **SMALL)
+    assert "skipping" not in capsys.readouterr().out
+    expected = hashlib.sha256(changed.read_bytes()).hexdigest()
+    assert json.loads((out / MANIFEST).read_text())["data_sha256"] == [expected]
 
 
 def test_changed_arguments_rebuild(tmp_path, demo_data):

@@ -1,9 +1,11 @@
 """`westwind init-model`: a tokenizer trained on local data plus a random-weight model, built from scratch.
 
-    westwind init-model --out outputs/demo-cpu/base --data data/demo/sft.jsonl --hidden-size 128
+    westwind init-model --out outputs/demo-cpu/base --data data/demo/sft.jsonl
 
-The out dir records the arguments it was built from (`init_model.json`); running again with the same
-arguments and data skips the build, so a pipeline can call it on every run.
+The defaults build the CPU demo's student: a character-level tokenizer (plus the zephyr role markers) and a
+2-layer, 256-wide Llama (2.1M parameters). The out dir records what it was built from (`init_model.json`:
+the arguments and the data files' digests); running again with the same ones skips the build, so a
+pipeline can call it on every run.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ def init_model(
     architecture: str = "llama",
     texts_from: Sequence[str | Path] = (),
     vocab_size: int = 384,
-    hidden_size: int = 128,
-    num_layers: int = 4,
+    hidden_size: int = 256,
+    num_layers: int = 2,
     num_heads: int = 4,
     intermediate_size: int | None = None,
     max_position_embeddings: int = 256,
@@ -56,7 +58,7 @@ def init_model(
     out = Path(out_dir)
     manifest = {
         "architecture": architecture,
-        "data": {str(path): file_digest(path) for path in texts_from},
+        "data_sha256": [file_digest(path) for path in texts_from],  # content, not path: moves don't rebuild
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
         "num_layers": num_layers,
@@ -160,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--architecture", default="llama", choices=sorted(ARCHITECTURES))
     parser.add_argument("--vocab-size", type=int, default=384)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=4)
     parser.add_argument("--intermediate-size", type=int, default=None, help="default: 4 x hidden size")
     parser.add_argument("--max-position-embeddings", type=int, default=256)

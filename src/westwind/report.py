@@ -176,6 +176,9 @@ def line_plot(path: Path, title: str, lines: dict[str, tuple[list[int], list[flo
     for name, (steps, values) in lines.items():
         axes.plot(steps, values, marker="." if len(steps) < 30 else None, label=name)
     axes.set(title=title, xlabel="step", ylabel=ylabel)
+    values = [value for _, series_values in lines.values() for value in series_values]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        axes.set_yscale("log")  # a from-scratch loss falls by orders of magnitude
     axes.grid(alpha=0.3)
     if len(lines) > 1:
         axes.legend()
