@@ -20,7 +20,8 @@ format:
 	ruff check --fix .
 	ruff format .
 
-demo:
+demo:  ## the whole recipe on a CPU: build the tiny student, then dSFT -> AIFT -> dDPO -> eval
+	westwind init-model --out outputs/demo-cpu/base --data data/demo/sft.jsonl
 	westwind run recipes/demo-cpu.yaml
 
 bench:  ## side-by-side benchmarks vs the TRL CLI (tables + benchmarks/results/*.json); see docs/benchmarks.md

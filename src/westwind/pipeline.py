@@ -120,8 +120,9 @@ def main(argv: list[str]) -> None:
 def finish(recipe: Recipe, seconds: float) -> None:
     from westwind.report import summary_lines, write_report
 
-    report = write_report(recipe.output_dir)
+    stage_dirs = {stage: recipe.stage_dir(stage) for stage in STAGES}
+    report = write_report(recipe.output_dir, stage_dirs)
     print(f"\nwestwind: pipeline finished in {seconds / 60:.1f} min")
-    for line in summary_lines(recipe.output_dir):
+    for line in summary_lines(recipe.output_dir, stage_dirs):
         print(line)
     print(f"report: {report}")

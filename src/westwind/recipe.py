@@ -357,8 +357,9 @@ def summarize(recipe: Recipe) -> str:
 
 
 def _default_like(config: Any) -> Any:
+    """A default-built TRL config to diff against; westwind's own sections (aift, eval) print every field."""
     if not isinstance(config, (SFTConfig, DPOConfig)):
-        return type(config)()
+        return None
     return quietly(type(config), output_dir=config.output_dir, use_cpu=config.use_cpu)
 
 
@@ -367,7 +368,8 @@ def non_default(config: Any, reference: Any) -> dict[str, Any]:
     out = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if field.init and value != getattr(reference, field.name) and not callable(value):
+        default = getattr(reference, field.name) if reference is not None else object()
+        if field.init and value != default and not callable(value):
             out[field.name] = value.value if hasattr(value, "value") else value
     if "output_dir" in {f.name for f in dataclasses.fields(config)}:
         out["output_dir"] = config.output_dir

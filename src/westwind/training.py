@@ -69,6 +69,7 @@ def finish(trainer, recipe: Recipe, stage: str) -> None:
     config = trainer.args
     output_dir = Path(config.output_dir)
     trainer.save_model(str(output_dir))
+    trainer.save_state()  # trainer_state.json beside the model: the report's loss curves
     if trainer.accelerator.is_main_process:
         shutil.copyfile(recipe.path, output_dir / RECIPE_COPY)
         trainer.create_model_card(model_name=output_dir.name, tags=["westwind", f"westwind-{stage}", stage])
