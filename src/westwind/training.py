@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
 
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from westwind import models
 from westwind.recipe import Recipe
@@ -53,15 +55,35 @@ def _trainer(trainer_cls, config, model, tokenizer, dataset, peft_config):
 
 
 def checkpoint_to_resume(config) -> str | None:
-    """An explicit resume_from_checkpoint wins; otherwise the newest checkpoint in output_dir, if any."""
+    """An explicit resume_from_checkpoint wins; otherwise the newest complete checkpoint in output_dir, if any.
+
+    transformers writes trainer_state.json last, so a run killed while saving leaves a newer checkpoint without
+    a readable one; resuming from it would crash, so it is skipped (and said).
+    """
     if config.resume_from_checkpoint:
         return config.resume_from_checkpoint
-    if not Path(config.output_dir).is_dir():
+    output_dir = Path(config.output_dir)
+    if not output_dir.is_dir():
         return None
-    last = get_last_checkpoint(config.output_dir)
-    if last:
-        print(f"westwind: resuming from {last}")
-    return last
+    checkpoints = sorted(
+        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for checkpoint in checkpoints:
+        if _is_complete(checkpoint):
+            print(f"westwind: resuming from {checkpoint}")
+            return str(checkpoint)
+        print(f"westwind: ignoring incomplete {checkpoint} (the run stopped while saving it)")
+    return None
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def finish(trainer, recipe: Recipe, stage: str) -> None:
