@@ -1,35 +1,8 @@
-"""dDPO: Direct Preference Optimization from the dSFT model with TRL's DPOTrainer.
-
-    accelerate launch scripts/run_dpo.py recipes/zephyr-7b.yaml [--beta 0.05] [--model.use_peft true]
-
-The policy starts from `dpo.model_name_or_path` (default @sft); the reference is that dSFT model in
-every mode (see westwind.models.dpo_policy).
-"""
-
-from __future__ import annotations
+"""Shim: `accelerate launch scripts/run_dpo.py RECIPE [--key value ...]` runs westwind.stages.dpo."""
 
 import sys
 
-from westwind.recipe import exit_on_bad_input, load_stage_recipe
-
-
-def main(argv: list[str]) -> None:
-    from westwind import data, training
-
-    with exit_on_bad_input():
-        recipe = load_stage_recipe(argv, "dpo")
-        config = recipe.dpo
-        policy_path, datasets = data.dpo_inputs(recipe)
-        training.setup(config)
-        stage = recipe.dpo_data
-        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
-            dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
-
-    trainer = training.dpo_trainer(recipe, dataset, policy_path)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "dpo")
-    trainer.end()
-
+from westwind.stages.dpo import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -1,26 +1,8 @@
-"""Evaluation: a model against a baseline on held-out prompts (win rate, 1-10 scores, verifier accuracy).
+"""Shim: `accelerate launch scripts/run_eval.py RECIPE [--key value ...]` runs westwind.stages.eval."""
 
-python scripts/run_eval.py recipes/demo-cpu.yaml [--model @dpo] [--baseline @sft]
-"""
-
-from __future__ import annotations
-
-import json
 import sys
 
-from westwind.recipe import exit_on_bad_input, load_stage_recipe
-
-
-def main(argv: list[str]) -> None:
-    from westwind.evaluation import evaluate
-
-    with exit_on_bad_input():
-        recipe = load_stage_recipe(argv, "eval")
-        out_dir = recipe.stage_dir("eval")
-        results = evaluate(recipe, recipe.eval, out_dir)
-    print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
-    print(f"westwind: eval results written to {out_dir / 'results.json'}")
-
+from westwind.stages.eval import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -1,32 +1,8 @@
-"""dSFT: supervised fine-tuning on teacher-written dialogues with TRL's SFTTrainer.
-
-accelerate launch scripts/run_sft.py recipes/zephyr-7b.yaml [--learning_rate 1e-5] [--model.lora_r 8]
-"""
-
-from __future__ import annotations
+"""Shim: `accelerate launch scripts/run_sft.py RECIPE [--key value ...]` runs westwind.stages.sft."""
 
 import sys
 
-from westwind.recipe import exit_on_bad_input, load_stage_recipe
-
-
-def main(argv: list[str]) -> None:
-    from westwind import data, training
-
-    with exit_on_bad_input():
-        recipe = load_stage_recipe(argv, "sft")
-        config, stage = recipe.sft, recipe.sft_data
-        training.setup(config)
-        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
-            dataset = data.sft_dataset(
-                stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
-            )
-
-    trainer = training.sft_trainer(recipe, dataset)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "sft")
-    trainer.end()
-
+from westwind.stages.sft import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

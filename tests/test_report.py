@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from westwind.report import summary_lines, trainer_state_path, wilson_interval, write_report
+from westwind.report import summary_lines, trainer_state_path, write_report
+from westwind.significance import wilson_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

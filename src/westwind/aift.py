@@ -17,12 +17,9 @@ them: changing a generator or the judge redoes exactly the affected work.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -33,7 +30,7 @@ from tqdm.auto import tqdm
 
 from westwind.aift_config import AIFTConfig, GeneratorConfig, fingerprint_fields
 from westwind.binarize import binarize_all, is_rated
-from westwind.data import DataError
+from westwind.errors import DataError, RecipeError, RunError
 from westwind.generation import (
     ChatRequest,
     Result,
@@ -43,84 +40,23 @@ from westwind.generation import (
     stable_seed,
     with_system_prompt,
 )
+from westwind.io import (
+    Journal,
+    atomic_write_jsonl,
+    atomic_write_text,
+    digest,
+    read_jsonl,
+    save_dataset_atomic,
+)
 from westwind.judges import JudgeItem, Judgment, VerifierImportError, load_callable, make_judge
 from westwind.prompts import Prompt, in_shard, load_prompts, normalize_text
-from westwind.recipe import Recipe, RecipeError
+from westwind.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
 
-class AIFTError(RuntimeError):
+class AIFTError(RunError):
     """The run cannot finish as asked (e.g. a merge with missing prompts): one line, exit code 1."""
-
-
-# ---------------------------------------------------------------- files
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    with staging.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
-def atomic_write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a journal; a line cut short by a crash (or otherwise unreadable) is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("%s: skipping an unreadable line (an interrupted write)", path)
-    return records
-
-
-class Journal:
-    """An append-only JSONL file, durable per record."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.drop_partial_tail()
-        self.handle = path.open("a")
-
-    def drop_partial_tail(self) -> None:
-        """A kill mid-write leaves a line without its newline; the next append must not extend it."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            with self.path.open("r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
-
-    def append(self, record: dict) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def save_dataset_atomic(dataset, path: Path) -> None:
-    """save_to_disk into a staging folder, then swap it in, so a reader never sees a half-written dataset."""
-    staging, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset.save_to_disk(str(staging))
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(staging, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- work layout and fingerprints
@@ -145,7 +81,7 @@ class Workspace:
 
 
 def fingerprint(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(value, 16)
 
 
 def generator_fingerprints(config: AIFTConfig) -> list[str]:

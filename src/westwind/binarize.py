@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Any
 
 from westwind.aift_config import BinarizeConfig
-from westwind.generation import stable_seed
 from westwind.prompts import normalize_text
+from westwind.seeding import stable_seed
 
 
 def is_rated(candidate: dict[str, Any]) -> bool:

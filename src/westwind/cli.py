@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from westwind.stages import MODULES
+
 USAGE = """usage: westwind COMMAND [ARGS]
 
 commands:
   check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
   run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> dDPO -> eval, skipping finished stages
-  sft | aift | dpo | eval RECIPE [...]   one stage alone: the same as python scripts/run_<stage>.py
+  sft | aift | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
@@ -25,22 +27,17 @@ COMMANDS = {
 }
 
 
-STAGE_SCRIPTS = {"sft": "run_sft.py", "aift": "run_aift.py", "dpo": "run_dpo.py", "eval": "run_eval.py"}
-
-
-def run_stage_script(stage: str, argv: list[str]) -> None:
-    import runpy
-
-    from westwind.pipeline import SCRIPTS
-
-    sys.argv = [str(SCRIPTS / STAGE_SCRIPTS[stage]), *argv]
-    runpy.run_path(sys.argv[0], run_name="__main__")
+def run_stage(stage: str, argv: list[str]) -> None:
+    """`westwind sft RECIPE ...` runs the stage module in this process, as `python -m westwind.stages.sft` would."""
+    result = importlib.import_module(MODULES[stage]).main(argv)
+    raise SystemExit(result or 0)
 
 
 def check(argv: list[str]) -> None:
-    from westwind.recipe import RecipeError, exit_on_bad_input, load_recipe, summarize
+    from westwind.errors import RecipeError, exit_on_user_error
+    from westwind.recipe import load_recipe, summarize
 
-    with exit_on_bad_input():
+    with exit_on_user_error():
         if not argv or argv[0].startswith("-"):
             raise RecipeError(
                 "(command line)", "RECIPE", "usage: westwind check RECIPE [--section.key value ...]"
@@ -58,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command == "check":
         check(rest)
-    elif command in STAGE_SCRIPTS:
-        run_stage_script(command, rest)
+    elif command in MODULES:
+        run_stage(command, rest)
     elif command in COMMANDS:
         importlib.import_module(COMMANDS[command]).main(rest)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +12,12 @@ import datasets
 from datasets import Dataset, DatasetDict
 from trl.scripts.utils import DatasetConfig
 
+from westwind.errors import DataError, RecipeError
+
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used: names the dataset and, for a bad row, its index."""
 
 
 # ---------------------------------------------------------------- loading
@@ -219,10 +218,6 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
 def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
     """The dpo stage's policy path and datasets with @references resolved; an unfinished upstream stage is
     bad input (RecipeError), caught before any model loads."""
-    import dataclasses
-
-    from westwind.recipe import RecipeError
-
     stage = recipe.dpo_data
     policy = recipe.resolve_reference(stage.model_name_or_path)
     if stage.model_name_or_path.startswith("@") and not Path(policy).exists():

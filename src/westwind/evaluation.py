@@ -17,13 +17,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift import atomic_write_jsonl, atomic_write_text, read_jsonl
 from westwind.aift_config import GeneratorConfig, JudgeConfig
 from westwind.eval_config import EvalConfig
 from westwind.generation import ChatRequest, build_backend, resolved_sampling
+from westwind.io import atomic_write_jsonl, atomic_write_text, read_jsonl
 from westwind.judges import Asker, JudgeItem, PairwiseJudge, ParseFailure, judge_sampling, make_judge
 from westwind.prompts import Decontaminator, Prompt, extract, load_prompts, normalize_text
-from westwind.report import wilson_interval
+from westwind.significance import wilson_interval
 
 LLM_JUDGES = ("pairwise", "ultrafeedback")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from westwind.aift_config import EndpointConfig, SamplingConfig
+from westwind.errors import RunError
+from westwind.seeding import stable_seed
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,8 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(RunError):
     """A backend's package or environment is missing: one line for the user, no traceback."""
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 31-bit seed from any values, identical across processes (unlike hash())."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def resolved_sampling(sampling: SamplingConfig, default_temperature: float) -> SamplingConfig:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.generation import Backend, ChatRequest, Result, build_backend, model_args_for, stable_seed
+from westwind.generation import Backend, ChatRequest, Result, build_backend, model_args_for
 from westwind.prompts import conversation_text
+from westwind.seeding import stable_seed
 
 T = TypeVar("T")
 Verdict = Literal["A", "B", "tie"]

@@ -7,25 +7,16 @@ section, the output root and every upstream stage's hash) matches the one record
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from westwind.recipe import STAGES, Recipe, RecipeError, exit_on_bad_input, load_recipe
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-MARKER = ".westwind-stage.json"
-# What a finished stage leaves behind (any one of the names).
-OUTPUTS = {
-    "sft": ("config.json", "adapter_config.json"),
-    "aift": ("dataset/dataset_dict.json",),
-    "dpo": ("config.json", "adapter_config.json"),
-    "eval": ("results.json",),
-}
+from westwind import io
+from westwind.errors import RecipeError, exit_on_user_error
+from westwind.recipe import Recipe, load_recipe
+from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
 
 
 def stage_hashes(recipe: Recipe) -> dict[str, str]:
@@ -40,25 +31,20 @@ def stage_hashes(recipe: Recipe) -> dict[str, str]:
             "output_dir": str(recipe.output_dir),
             "upstream": upstream,
         }
-        upstream = hashes[stage] = hashlib.sha256(
-            json.dumps(payload, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        upstream = hashes[stage] = io.digest(payload)
     return hashes
 
 
 def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
     directory = recipe.stage_dir(stage)
-    marker = directory / MARKER
-    if not marker.is_file() or not any((directory / name).exists() for name in OUTPUTS[stage]):
+    marker = io.read_stage_marker(directory)
+    if marker is None or not any((directory / name).exists() for name in OUTPUTS[stage]):
         return False
-    return json.loads(marker.read_text()).get("config_hash") == config_hash
+    return marker.get("config_hash") == config_hash
 
 
 def mark_complete(recipe: Recipe, stage: str, config_hash: str, seconds: float) -> None:
-    marker = recipe.stage_dir(stage) / MARKER
-    staging = marker.with_suffix(".tmp")
-    staging.write_text(json.dumps({"config_hash": config_hash, "seconds": round(seconds, 1)}) + "\n")
-    staging.replace(marker)
+    io.write_stage_marker(recipe.stage_dir(stage), config_hash, seconds)
 
 
 def selected_stages(recipe: Recipe, first: str | None, last: str | None) -> list[str]:
@@ -76,8 +62,7 @@ def selected_stages(recipe: Recipe, first: str | None, last: str | None) -> list
 
 
 def run_stage(stage: str, recipe_path: Path, overrides: list[str], launcher: list[str]) -> None:
-    script = {"sft": "run_sft.py", "aift": "run_aift.py", "dpo": "run_dpo.py", "eval": "run_eval.py"}[stage]
-    command = [*launcher, str(SCRIPTS / script), str(recipe_path), *overrides]
+    command = [*launcher, "-m", MODULES[stage], str(recipe_path), *overrides]
     print(f"westwind: [{stage}] {shlex.join(command)}", flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
@@ -101,7 +86,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str]) -> None:
     args, overrides = parse_args(argv)
-    with exit_on_bad_input():
+    with exit_on_user_error():
         recipe = load_recipe(args.recipe, overrides)
         stages = selected_stages(recipe, args.first, args.last)
     hashes = stage_hashes(recipe)
@@ -110,7 +95,7 @@ def main(argv: list[str]) -> None:
         if not args.force and is_complete(recipe, stage, hashes[stage]):
             print(f"westwind: [{stage}] complete with this config; skipped ({recipe.stage_dir(stage)})")
             continue
-        launcher = shlex.split(args.launcher) if stage in ("sft", "dpo") else [sys.executable]
+        launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
         run_stage(stage, args.recipe, overrides, launcher)
         mark_complete(recipe, stage, hashes[stage], time.monotonic() - stage_started)

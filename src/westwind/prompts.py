@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from westwind.aift_config import DecontaminationConfig, PromptsConfig
-from westwind.data import DataError, load_mixture
+from westwind.data import load_mixture
+from westwind.errors import DataError
 
 
 @dataclass

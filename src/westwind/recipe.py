@@ -12,11 +12,8 @@ References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' out
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,9 @@ from trl.scripts.utils import DatasetConfig
 
 from westwind import schema
 from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.errors import RecipeError
+from westwind.stages import STAGES
 
-STAGES = ("sft", "aift", "dpo", "eval")
 TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
 # TRL validates these only when the trainer starts; westwind checks them up front.
@@ -57,13 +55,6 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     # No reference model in memory while training (measured in docs/benchmarks.md).
     "dpo": {"report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
 }
-
-
-class RecipeError(Exception):
-    """Bad input: reported as `file: key: problem`, exit code 2, no traceback."""
-
-    def __init__(self, file: str | Path, key: str, problem: str):
-        super().__init__(f"{file}: {key}: {problem}")
 
 
 @dataclasses.dataclass
@@ -326,18 +317,6 @@ def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
 
 
 # ---------------------------------------------------------------- command line
-
-
-@contextlib.contextmanager
-def exit_on_bad_input() -> Iterator[None]:
-    """Print bad-input errors as one line and exit 2: no traceback."""
-    from westwind.data import DataError
-
-    try:
-        yield
-    except (RecipeError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def summarize(recipe: Recipe) -> str:

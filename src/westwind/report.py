@@ -12,32 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist, fmean
+from statistics import fmean
 from typing import Any
 
 from matplotlib.figure import Figure  # the object API renders PNGs through Agg; no pyplot state
 
-STAGES = ("sft", "aift", "dpo", "eval")
-TITLES = {"sft": "dSFT", "aift": "AIFT", "dpo": "dDPO", "eval": "Evaluation"}
+from westwind import io
+from westwind.io import TRAINER_STATE, newest_complete_checkpoint
+from westwind.stages import STAGES, TITLES
+
 PLOTS_DIR = "plots"
-STAGE_MARKER = ".westwind-stage.json"
 DPO_REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
-
-
-def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0.0, 1.0) when there are no trials."""
-    if total <= 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half_width = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
 
 
 # ---------------------------------------------------------------- reading stage outputs
@@ -69,32 +57,22 @@ def read_outputs(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     outputs.aift_scores = read_pair_scores(dirs["aift"] / "dataset")
     outputs.eval_results = read_json(dirs["eval"] / "results.json")
     for stage, directory in dirs.items():
-        marker = read_json(directory / STAGE_MARKER)
+        marker = io.read_stage_marker(directory)
         if marker and isinstance(marker.get("seconds"), (int, float)):
             outputs.stage_seconds[stage] = float(marker["seconds"])
     return outputs
 
 
 def trainer_state_path(stage_dir: Path) -> Path | None:
-    """`trainer_state.json` in the stage dir, else in its newest `checkpoint-<step>`."""
-    if (stage_dir / "trainer_state.json").is_file():
-        return stage_dir / "trainer_state.json"
-    checkpoints = [
-        path
-        for path in stage_dir.glob("checkpoint-*")
-        if re.fullmatch(r"checkpoint-\d+", path.name) and (path / "trainer_state.json").is_file()
-    ]
-    if not checkpoints:
-        return None
-    newest = max(checkpoints, key=lambda path: int(path.name.split("-")[1]))
-    return newest / "trainer_state.json"
+    """`trainer_state.json` in the stage dir, else in its newest complete `checkpoint-<step>`."""
+    if (stage_dir / TRAINER_STATE).is_file():
+        return stage_dir / TRAINER_STATE
+    checkpoint = newest_complete_checkpoint(stage_dir)
+    return checkpoint / TRAINER_STATE if checkpoint else None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    data = io.read_json(path)
     return data if isinstance(data, dict) else None
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
 
 from transformers import set_seed
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from westwind import models
+from westwind import io, models
 from westwind.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -62,28 +59,12 @@ def checkpoint_to_resume(config) -> str | None:
     """
     if config.resume_from_checkpoint:
         return config.resume_from_checkpoint
-    output_dir = Path(config.output_dir)
-    if not output_dir.is_dir():
-        return None
-    checkpoints = sorted(
-        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for checkpoint in checkpoints:
-        if _is_complete(checkpoint):
+    for checkpoint in io.checkpoints(Path(config.output_dir)):
+        if io.is_complete_checkpoint(checkpoint):
             print(f"westwind: resuming from {checkpoint}")
             return str(checkpoint)
         print(f"westwind: ignoring incomplete {checkpoint} (the run stopped while saving it)")
     return None
-
-
-def _is_complete(checkpoint: Path) -> bool:
-    try:
-        json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def finish(trainer, recipe: Recipe, stage: str) -> None:

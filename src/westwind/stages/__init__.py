@@ -1,0 +1,17 @@
+"""The pipeline's stages, in order: one table mapping each stage to its module, and what a finished stage
+leaves behind. Each module has `main(argv)` and `make_parser()`; run one with `python -m westwind.stages.NAME`
+(or `accelerate launch -m westwind.stages.NAME`). Kept free of heavy imports: the CLI reads it to dispatch."""
+
+from __future__ import annotations
+
+STAGES = ("sft", "aift", "dpo", "eval")
+TRAINING_STAGES = ("sft", "dpo")
+MODULES = {stage: f"westwind.stages.{stage}" for stage in STAGES}
+TITLES = {"sft": "dSFT", "aift": "AIFT", "dpo": "dDPO", "eval": "Evaluation"}
+# What a finished stage leaves behind (any one of the names).
+OUTPUTS = {
+    "sft": ("config.json", "adapter_config.json"),
+    "aift": ("dataset/dataset_dict.json",),
+    "dpo": ("config.json", "adapter_config.json"),
+    "eval": ("results.json",),
+}

@@ -1,0 +1,75 @@
+"""AIFT: sample completions from a pool of models, have a teacher rate them, binarize into preference pairs.
+
+    python scripts/run_aift.py RECIPE [--key value ...]         # everything, resumable (rerun after a crash)
+    python scripts/run_aift.py RECIPE --shard 3/8               # one node's slice; then, once all are done:
+    python scripts/run_aift.py RECIPE --merge                   # assemble the dataset from the shards
+    python scripts/run_aift.py RECIPE --rebinarize --aift.binarize.policy best_vs_worst  # no judging
+    python -m westwind.stages.aift RECIPE ...                   # the same, from an installed package
+
+Writes <output_dir>/aift/{dataset/, train.jsonl, test.jsonl, ratings.jsonl, stats.json}; see docs/aift.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from westwind.errors import RecipeError, RunError, exit_on_user_error
+from westwind.recipe import load_recipe
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="westwind aift",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("recipe")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--shard", help="i/N: process only this deterministic slice of the prompts")
+    mode.add_argument("--merge", action="store_true", help="build the dataset from all shards' results")
+    mode.add_argument("--rebinarize", action="store_true", help="rebuild pairs from ratings.jsonl")
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="merge even if some prompts are unjudged"
+    )
+    parser.add_argument("--no-push", action="store_true", help="skip aift.push_to_hub")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from westwind import aift  # heavy (datasets, backends): loaded when the stage runs
+    from westwind.prompts import parse_shard
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args, overrides = make_parser().parse_known_args(argv)
+    with exit_on_user_error():
+        recipe = load_recipe(args.recipe, overrides, stage="aift")
+        if recipe.aift is None:
+            raise RecipeError(recipe.path, "aift", "the recipe has no aift section")
+        try:
+            index, count = parse_shard(args.shard) if args.shard else (0, 1)
+        except ValueError as error:
+            raise RecipeError("(command line)", "--shard", str(error)) from None
+        if args.rebinarize:
+            stats = aift.rebinarize(recipe, push=not args.no_push)
+        elif args.merge:
+            stats = aift.merge(recipe, args.allow_partial, push=not args.no_push)
+        else:
+            counts = aift.run_shard(recipe, index, count, progress=not args.no_progress)
+            print(f"shard {index}/{count}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            if count > 1:
+                print("when every shard is done: westwind aift RECIPE --merge")
+                return 0
+            if counts["unfinished"]:
+                raise RunError(f"{counts['unfinished']} prompt(s) failed; rerun to retry them")
+            stats = aift.merge(recipe, push=not args.no_push)
+    print(aift.summary(stats))
+    print(f"dataset: {recipe.stage_dir('aift') / 'dataset'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,30 @@
+"""Evaluation: a model against a baseline on held-out prompts (win rate, 1-10 scores, verifier accuracy).
+
+python scripts/run_eval.py recipes/demo-cpu.yaml [--model @dpo] [--baseline @sft]
+python -m westwind.stages.eval recipes/demo-cpu.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from westwind.errors import exit_on_user_error
+from westwind.recipe import load_stage_recipe
+
+
+def main(argv: list[str]) -> None:
+    from westwind.evaluation import (
+        evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
+    )
+
+    with exit_on_user_error():
+        recipe = load_stage_recipe(argv, "eval")
+        out_dir = recipe.stage_dir("eval")
+        results = evaluate(recipe, recipe.eval, out_dir)
+    print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
+    print(f"westwind: eval results written to {out_dir / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
