@@ -73,6 +73,7 @@ class StageData:
     datasets: list[DatasetConfig] = dataclasses.field(default_factory=list)
     test_split_size: float | None = None
     drop_invalid_rows: bool = False
+    overwrite_output_dir: bool = False  # clear this stage's outputs of another run instead of refusing
 
 
 @dataclasses.dataclass
@@ -92,6 +93,7 @@ class Recipe:
     dpo_data: DPOStageExtras | None = None
     aift: Any = None
     eval: Any = None
+    overrides: list[str] = dataclasses.field(default_factory=list)  # as given on the command line
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
@@ -122,9 +124,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, stage: str
     for key, value in parse_overrides(overrides or [], stage):
         set_key(raw, key, value, path)
     try:
-        return validate(raw, path)
+        recipe = validate(raw, path)
     except schema.SchemaError as error:
         raise RecipeError(path, error.key, error.problem) from None
+    recipe.overrides = list(overrides or [])
+    return recipe
 
 
 def load_stage_recipe(argv: list[str], stage: str) -> Recipe:

@@ -23,13 +23,13 @@ def main(argv: list[str]) -> None:
         config = recipe.dpo
         policy_path, datasets = data.dpo_inputs(recipe)
         training.setup(config)
+        config_hash, checkpoint = training.start(recipe, "dpo")
         stage = recipe.dpo_data
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
             dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
 
-    trainer = training.dpo_trainer(recipe, dataset, policy_path)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "dpo")
+    trainer = training.dpo_trainer(recipe, dataset, policy_path, config_hash)
+    training.train(trainer, dataset, recipe, "dpo", config_hash, checkpoint)
     trainer.end()
 
 

@@ -19,14 +19,14 @@ def main(argv: list[str]) -> None:
         recipe = load_stage_recipe(argv, "sft")
         config, stage = recipe.sft, recipe.sft_data
         training.setup(config)
+        config_hash, checkpoint = training.start(recipe, "sft")
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
             dataset = data.sft_dataset(
                 stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
             )
 
-    trainer = training.sft_trainer(recipe, dataset)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "sft")
+    trainer = training.sft_trainer(recipe, dataset, config_hash)
+    training.train(trainer, dataset, recipe, "sft", config_hash, checkpoint)
     trainer.end()
 
 
