@@ -20,7 +20,6 @@ Kept free of heavy imports: the pipeline uses it before any stage starts.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from westwind import io
 from westwind.stages import STAGES
 
 IDENTITY_FILE = "westwind_identity.json"
+DATA_STATS = "data_stats.json"  # a training stage's row counts (rows TRL dropped), read by the report
 FULL_DIGEST_BYTES = 256 * 2**20
 BLOCK_BYTES = 2**20
 # Stage keys that decide how a run treats its folder, not what it produces.
@@ -56,7 +56,7 @@ TRAINING_OUTPUTS = (
     "*_results.json",
     "README.md",
     "westwind_recipe.yaml",
-    "data_stats.json",
+    DATA_STATS,
     "checkpoint-*",
     "sft-merged",
     "sft-merged.tmp",
@@ -219,8 +219,3 @@ def foreign_outputs(folder: Path, config_hash: str, training: bool) -> str | Non
     if recorded != config_hash:
         return f"{folder} holds outputs made under other inputs (config hash {recorded[:12]}, now {config_hash[:12]})"
     return None
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun/accelerate (from the environment, so this module stays light)."""
-    return os.environ.get("RANK", "0") == "0"

@@ -18,7 +18,6 @@ from westwind.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 RECIPE_COPY = "westwind_recipe.yaml"
-DATA_STATS = "data_stats.json"
 
 
 def setup(config) -> None:
@@ -271,4 +270,4 @@ def count_dropped_rows(trainer, dataset, recipe: Recipe, stage: str) -> dict[str
 
 def write_data_stats(config, stats: dict[str, Any]) -> None:
     if config.should_save:
-        io.atomic_write_json(Path(config.output_dir) / DATA_STATS, stats)
+        io.atomic_write_json(Path(config.output_dir) / identity.DATA_STATS, stats)
