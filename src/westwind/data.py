@@ -21,7 +21,17 @@ logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 # ShareGPT's `from` values (and the plain role names some exports use) -> westwind's roles.
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+USED_COLUMNS = {
+    "sft": {"messages", "conversations"},
+    "dpo": {"prompt", "chosen", "rejected", "conversations"},
+}
 EXPECTED_FORMAT = {
     "sft": "SFT expects `messages`: [{role, content}, ...] (or ShareGPT `conversations`: [{from, value}, ...])",
     "dpo": "DPO expects prompt/chosen/rejected (strings or message lists), or ShareGPT `conversations` "
@@ -156,8 +166,14 @@ def format_notes(dataset: Dataset) -> list[str]:
     """What westwind converts in this dataset (judged on its first row), to say it once."""
     row, notes = dataset[0], []
     if "messages" not in row and "conversations" in row:
-        notes.append("ShareGPT `conversations` ({from, value}; human/gpt/system) converted to role/content turns")
-    turns = [t for key in ("messages", "conversations", "prompt", "chosen", "rejected") for t in _turn_list(row.get(key))]
+        notes.append(
+            "ShareGPT `conversations` ({from, value}; human/gpt/system) converted to role/content turns"
+        )
+    turns = [
+        t
+        for key in ("messages", "conversations", "prompt", "chosen", "rejected")
+        for t in _turn_list(row.get(key))
+    ]
     if any(isinstance(t, dict) and isinstance(t.get("content", t.get("value")), list) for t in turns):
         notes.append('list-of-parts content ([{"type": "text", "text": ...}]) joined into text')
     return notes
@@ -275,13 +291,12 @@ def _checked(
     if bad:
         reasons = Counter(re.sub(r"\d+", "N", problems[index]) for index in bad)
         by_reason = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
-        logger.warning("dataset %s: dropped %d invalid row(s) of %d: %s", name, len(bad), len(dataset), by_reason)
+        logger.warning(
+            "dataset %s: dropped %d invalid row(s) of %d: %s", name, len(bad), len(dataset), by_reason
+        )
         print(f"westwind: dataset {name}: dropped {len(bad)} invalid row(s) of {len(dataset)}: {by_reason}")
         dataset = dataset.select(sorted(set(range(len(dataset))) - set(bad)))
     return dataset.map(normalize, remove_columns=dataset.column_names, desc=f"normalizing {name}")
-
-
-USED_COLUMNS = {"sft": {"messages", "conversations"}, "dpo": {"prompt", "chosen", "rejected", "conversations"}}
 
 
 def sft_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_invalid: bool) -> DatasetDict:
@@ -310,7 +325,8 @@ def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
     policy = recipe.resolve_reference(stage.model_name_or_path)
     if stage.model_name_or_path.startswith("@"):
         check_stage_model(recipe, "dpo.model_name_or_path", Path(policy))
-    if Path(policy).exists():  # absolute, so an adapter saved on top of it names a base that is findable later
+    if Path(policy).exists():
+        # absolute, so that an adapter trained on top of it names a base that is found from anywhere
         policy = str(Path(policy).resolve())
     resolved = []
     for index, config in enumerate(stage.datasets or [DatasetConfig(path="@aift")]):

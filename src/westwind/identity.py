@@ -105,7 +105,9 @@ def hub_revision(repo_id: str) -> str:
         return ref.read_text().strip()
     if repo_id not in _unknown_said:
         _unknown_said.add(repo_id)
-        print(f"westwind: hub dataset {repo_id}: revision unknown (offline, not cached); its changes go unseen")
+        print(
+            f"westwind: hub dataset {repo_id}: revision unknown (offline, not cached); its changes go unseen"
+        )
     return "unknown"
 
 
@@ -169,7 +171,9 @@ def folder_key(recipe, stage: str, hashes: dict[str, str]) -> str:
     if stage != "aift":
         return hashes[stage]
     upstream = [hashes[s] for s in STAGES[: STAGES.index("aift")] if s in hashes]
-    return io.digest({"model": recipe.raw["model"], "output_dir": str(recipe.output_dir), "upstream": upstream})
+    return io.digest(
+        {"model": recipe.raw["model"], "output_dir": str(recipe.output_dir), "upstream": upstream}
+    )
 
 
 # ---------------------------------------------------------------- folders

@@ -240,7 +240,6 @@ DROP_REASONS = {
 DROP_HINTS = {"sft": " or set truncation_mode: keep_end", "dpo": ""}
 
 
-
 def count_dropped_rows(trainer, dataset, recipe: Recipe, stage: str) -> dict[str, Any]:
     """Rows TRL's dataset preparation dropped (SFT: left fully masked by truncation; DPO: prompt fills
     max_length), from the trainer's prepared datasets against the input. Printed with their share; refused
