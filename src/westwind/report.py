@@ -310,7 +310,7 @@ def dropped_rows_lines(stage_dir: Path) -> list[str]:
     """Rows TRL's preparation dropped (the stage's data_stats.json), per split, with their share."""
     stats = read_json(stage_dir / DATA_STATS) or {}
     lines = []
-    for split in ("train", "test"):
+    for split in ("train", "eval"):
         counts = stats.get(split)
         if isinstance(counts, dict) and counts.get("rows"):
             lines.append(

@@ -13,7 +13,7 @@ from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ExportableState
 
 from westwind import identity, io, models
-from westwind.errors import RecipeError, exit_on_user_error
+from westwind.errors import RecipeError
 from westwind.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def sft_trainer(recipe: Recipe, dataset, config_hash: str | None = None):
     model_args = absolute_model(recipe.model)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path, model_args)
     model, peft_config = models.sft_model(model_args, tokenizer)
-    return _trainer(SFTTrainer, recipe.sft, model, tokenizer, dataset, peft_config, config_hash)
+    return _trainer(SFTTrainer, recipe, "sft", model, tokenizer, dataset, peft_config, config_hash)
 
 
 def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | None = None):
@@ -69,19 +69,28 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
     merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
     model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
-    return _trainer(DPOTrainer, recipe.dpo, model, tokenizer, dataset, peft_config, config_hash)
+    return _trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
 
 
-def _trainer(trainer_cls, config, model, tokenizer, dataset, peft_config, config_hash: str | None):
-    return trainer_cls(
-        model=model,
-        args=config,
-        train_dataset=dataset["train"],
-        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[StageIdentity(config_hash)] if config_hash else None,
-    )
+def _trainer(trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash):
+    config = getattr(recipe, stage)
+    try:
+        return counting(trainer_cls)(
+            model=model,
+            args=config,
+            train_dataset=dataset["train"],
+            eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[StageIdentity(config_hash)] if config_hash else None,
+        )
+    except NoRowsLeft as error:
+        raise RecipeError(
+            recipe.path,
+            f"{stage}.max_length",
+            f"{config.max_length} is too small for every one of the {error.rows} training rows "
+            f"({DROP_REASONS[stage]}); raise it{DROP_HINTS[stage]}",
+        ) from None
 
 
 # ---------------------------------------------------------------- the output folder
@@ -98,12 +107,10 @@ def start(recipe: Recipe, stage: str) -> tuple[str, str | None]:
     return config_hash, checkpoint
 
 
-def train(trainer, dataset, recipe: Recipe, stage: str, config_hash: str, checkpoint: str | None) -> None:
-    """Count the rows TRL dropped (none left: exit 2), claim output_dir for this run, train, save."""
-    with exit_on_user_error():
-        stats = count_dropped_rows(trainer, dataset, recipe, stage)
+def train(trainer, recipe: Recipe, stage: str, config_hash: str, checkpoint: str | None) -> None:
+    """Record the rows TRL dropped, claim output_dir for this run, train, save."""
     claim_output_dir(trainer.args, stage, config_hash)
-    write_data_stats(trainer.args, stats)
+    write_data_stats(trainer.args, count_dropped_rows(trainer, stage))
     trainer.train(resume_from_checkpoint=checkpoint)
     finish(trainer, recipe, stage)
 
@@ -240,30 +247,45 @@ DROP_REASONS = {
 DROP_HINTS = {"sft": " or set truncation_mode: keep_end", "dpo": ""}
 
 
-def count_dropped_rows(trainer, dataset, recipe: Recipe, stage: str) -> dict[str, Any]:
-    """Rows TRL's dataset preparation dropped (SFT: left fully masked by truncation; DPO: prompt fills
-    max_length), from the trainer's prepared datasets against the input. Printed with their share; refused
-    with one line when no training row is left."""
+class NoRowsLeft(Exception):
+    def __init__(self, rows: int):
+        super().__init__(f"TRL dropped all {rows} training rows")
+        self.rows = rows
+
+
+def counting(trainer_cls: type) -> type:
+    """TRL's trainer class, noting the rows its own dataset preparation keeps per split (TRL's filters decide
+    which rows go), and stopping before anything (e.g. precomputed reference log-probs) meets an empty set."""
+
+    class Counting(trainer_cls):
+        def _prepare_dataset(self, dataset, *args, **kwargs):
+            prepared = super()._prepare_dataset(dataset, *args, **kwargs)
+            split = kwargs.get("dataset_name", args[-1])
+            self.__dict__.setdefault("row_counts", {})[split] = (len(dataset), len(prepared))
+            if split == "train" and len(prepared) == 0:
+                raise NoRowsLeft(len(dataset))
+            return prepared
+
+    Counting.__name__ = Counting.__qualname__ = trainer_cls.__name__
+    return Counting
+
+
+def count_dropped_rows(trainer, stage: str) -> dict[str, Any]:
+    """The rows TRL dropped per split, printed with their share once, for the stage's data_stats.json.
+    Packed splits are left out: packing truncates nothing and drops no row."""
     config = trainer.args
     stats: dict[str, Any] = {"max_length": config.max_length, "truncation_mode": config.truncation_mode}
-    prepared = {"train": trainer.train_dataset, "test": trainer.eval_dataset}
-    for split, rows in dataset.items():
-        if prepared.get(split) is None or getattr(config, "packing", False):
-            continue  # not used for training, or packed into sequences (TRL drops no rows when packing)
-        kept = len(prepared[split])
-        stats[split] = {"rows": len(rows), "kept": kept, "dropped": len(rows) - kept}
-        if kept < len(rows):
+    packed = {"train": getattr(config, "packing", False)}
+    packed["eval"] = packed["train"] if getattr(config, "eval_packing", None) is None else config.eval_packing
+    for split, (rows, kept) in getattr(trainer, "row_counts", {}).items():
+        if packed.get(split):
+            continue
+        stats[split] = {"rows": rows, "kept": kept, "dropped": rows - kept}
+        if kept < rows:
             print(
-                f"westwind: {stage}: TRL dropped {len(rows) - kept} of {len(rows)} {split} row(s) "
-                f"({(len(rows) - kept) / len(rows):.1%}): {DROP_REASONS[stage]} at max_length {config.max_length}"
+                f"westwind: {stage}: TRL dropped {rows - kept} of {rows} {split} row(s) ({(rows - kept) / rows:.1%}): "
+                f"{DROP_REASONS[stage]} at max_length {config.max_length}"
             )
-    if stats.get("train", {}).get("kept") == 0:
-        raise RecipeError(
-            recipe.path,
-            f"{stage}.max_length",
-            f"{config.max_length} is too small for every one of the {len(dataset['train'])} training rows "
-            f"({DROP_REASONS[stage]}); raise it{DROP_HINTS[stage]}",
-        )
     return stats
 
 

@@ -27,9 +27,8 @@ def main(argv: list[str]) -> None:
         stage = recipe.dpo_data
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
             dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
-
-    trainer = training.dpo_trainer(recipe, dataset, policy_path, config_hash)
-    training.train(trainer, dataset, recipe, "dpo", config_hash, checkpoint)
+        trainer = training.dpo_trainer(recipe, dataset, policy_path, config_hash)
+    training.train(trainer, recipe, "dpo", config_hash, checkpoint)
     trainer.end()
 
 

@@ -24,9 +24,8 @@ def main(argv: list[str]) -> None:
             dataset = data.sft_dataset(
                 stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
             )
-
-    trainer = training.sft_trainer(recipe, dataset, config_hash)
-    training.train(trainer, dataset, recipe, "sft", config_hash, checkpoint)
+        trainer = training.sft_trainer(recipe, dataset, config_hash)
+    training.train(trainer, recipe, "sft", config_hash, checkpoint)
     trainer.end()
 
 
