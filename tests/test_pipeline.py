@@ -8,9 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, tiny_recipe, write_jsonl, write_recipe
+import torch
+from conftest import REPO, make_conversations, tiny_recipe, write_jsonl, write_recipe
 
+from westwind import identity
 from westwind.demo_tasks import generate, prompt_row
+from westwind.pipeline import stage_hashes, start_clean
+from westwind.recipe import load_recipe
 
 ENV = {
     **os.environ,
@@ -102,3 +106,51 @@ def test_bad_stage_range_is_bad_input(full_recipe):
     assert (
         result.stderr.strip().splitlines()[-1] == f"error: {full_recipe}: --from/--to: eval comes after sft"
     )
+
+
+# ---------------------------------------------------------------- folders made under other inputs
+
+
+def test_a_stage_folder_made_under_other_inputs_is_cleared_before_the_stage_runs(full_recipe, tmp_path):
+    recipe = load_recipe(full_recipe)
+    hashes = stage_hashes(recipe)
+    eval_dir = recipe.stage_dir("eval")
+    eval_dir.mkdir(parents=True)
+    (eval_dir / "answers-dpo.jsonl").write_text('{"prompt_id": "p", "answer": "from another model"}\n')
+    identity.record_hash(eval_dir, "eval", "another-hash")
+    start_clean(recipe, "eval", identity.folder_key(recipe, "eval", hashes))
+    assert [p.name for p in eval_dir.iterdir()] == [identity.IDENTITY_FILE]
+
+    (eval_dir / "answers-dpo.jsonl").write_text("{}\n")  # made under this run's inputs: kept
+    start_clean(recipe, "eval", identity.folder_key(recipe, "eval", hashes))
+    assert (eval_dir / "answers-dpo.jsonl").exists()
+
+
+def test_aift_work_survives_its_own_changes_but_not_another_sft(full_recipe):
+    recipe = load_recipe(full_recipe)
+    key = identity.folder_key(recipe, "aift", stage_hashes(recipe))
+    rebinarized = load_recipe(full_recipe, ["--aift.binarize.policy", "best_vs_worst"])
+    assert (
+        identity.folder_key(rebinarized, "aift", stage_hashes(rebinarized)) == key
+    )  # its journals are keyed
+    retrained = load_recipe(full_recipe, ["--sft.learning_rate", "0.001"])
+    assert identity.folder_key(retrained, "aift", stage_hashes(retrained)) != key  # @sft is another model
+
+
+@pytest.mark.slow
+def test_a_changed_data_file_reruns_sft_to_what_a_clean_run_gives(full_recipe, tmp_path, sft_jsonl):
+    """With checkpoints on, the rerun after a data change must not resume the old run's checkpoint."""
+    from safetensors.torch import load_file
+
+    from westwind.stages import sft
+
+    first = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
+    assert ran(first) == ["sft"]
+    write_jsonl(sft_jsonl, make_conversations(32, seed=7))
+    second = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
+    assert ran(second) == ["sft"] and "clearing it first" in second
+    clean_dir = tmp_path / "clean"
+    sft.main([str(full_recipe), "--save_steps", "2", "--output_dir", str(clean_dir)])  # in-process: faster
+    rerun = load_file(tmp_path / "out" / "sft" / "model.safetensors")
+    clean = load_file(clean_dir / "sft" / "model.safetensors")
+    assert all(torch.equal(rerun[name], clean[name]) for name in clean)

@@ -206,7 +206,8 @@ def conversation_problem(messages: Any, last_role: str | None) -> str | None:
                 return f"message {index}: a system turn may only come first"
             continue
         if role != expected:
-            return f"message {index}: expected a {expected} turn (roles must alternate), got {role}"
+            article = "an" if expected == "assistant" else "a"
+            return f"message {index}: expected {article} {expected} turn (roles must alternate), got {role}"
         expected = "assistant" if role == "user" else "user"
     if last_role and messages[-1]["role"] != last_role:
         return f"the last turn must be the {last_role}'s, got {messages[-1]['role']}"
