@@ -121,16 +121,26 @@ def test_conversational_preferences_pass_through(tmp_path):
     assert train[0] == {k: rows[0][k] for k in ("prompt", "chosen", "rejected")}
 
 
-def test_ultrafeedback_binarized_shape_is_normalized(tmp_path):
-    row = {
+COLOUR_ROWS = {
+    "ultrafeedback-binarized": {
         "prompt": "Name a colour.",
         "prompt_id": "abc",
         "chosen": [user("Name a colour."), assistant("Blue.")],
         "rejected": [user("Name a colour."), assistant("A dog.")],
         "score_chosen": 8.0,
         "score_rejected": 2.0,
-    }
-    path = write_jsonl(tmp_path / "uf.jsonl", [row])
+    },
+    "sharegpt": {
+        "conversations": [{"from": "human", "value": "Name a colour."}],
+        "chosen": {"from": "gpt", "value": "Blue."},
+        "rejected": {"from": "gpt", "value": "A dog."},
+    },
+}
+
+
+@pytest.mark.parametrize("shape", COLOUR_ROWS)
+def test_common_preference_shapes_are_normalized(tmp_path, shape):
+    path = write_jsonl(tmp_path / "prefs.jsonl", [COLOUR_ROWS[shape]])
     train = data.dpo_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
     assert train[0] == {
         "prompt": [user("Name a colour.")],
@@ -207,21 +217,6 @@ def test_list_of_parts_content_is_joined(tmp_path, capsys):
     train = data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
     assert train[0]["messages"] == [user("first\nsecond"), assistant("first")]
     assert "list-of-parts content" in capsys.readouterr().out
-
-
-def test_sharegpt_preferences_become_prompt_chosen_rejected(tmp_path):
-    row = {
-        "conversations": sharegpt(("human", "Name a colour.")),
-        "chosen": {"from": "gpt", "value": "Blue."},
-        "rejected": {"from": "gpt", "value": "A dog."},
-    }
-    path = write_jsonl(tmp_path / "prefs.jsonl", [row])
-    train = data.dpo_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
-    assert train[0] == {
-        "prompt": [user("Name a colour.")],
-        "chosen": [assistant("Blue.")],
-        "rejected": [assistant("A dog.")],
-    }
 
 
 def test_when_every_row_is_bad_the_format_is_named_not_drop_invalid_rows(tmp_path):

@@ -146,6 +146,8 @@ def test_a_changed_data_file_reruns_sft_to_what_a_clean_run_gives(full_recipe, t
 
     first = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
     assert ran(first) == ["sft"]
+    pipeline_hash = stage_hashes(load_recipe(full_recipe, ["--sft.save_steps", "2"]))["sft"]
+    assert identity.recorded_hash(tmp_path / "out" / "sft") == pipeline_hash  # the stage agrees with the pipeline
     write_jsonl(sft_jsonl, make_conversations(32, seed=7))
     second = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
     assert ran(second) == ["sft"] and "clearing it first" in second

@@ -133,6 +133,7 @@ def test_rerun_with_another_config_refuses_or_equals_a_clean_run(
     stage_main("sft", recipe, "--model.use_peft", "true", "--model.lora_r", "4")
     base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert base == str(tiny_model.resolve())
+    assert training.checkpoint_hash(out / "checkpoint-4") == identity.recorded_hash(out) is not None
 
     config_b = ["--learning_rate", "3e-3"]
     assert "made under other inputs" in refusal(capsys, "sft", recipe, *config_b)

@@ -124,7 +124,7 @@ def prepare_output_dir(recipe: Recipe, stage: str, config_hash: str, overwrite: 
     config = getattr(recipe, stage)
     output_dir, key = Path(config.output_dir), f"{stage}.output_dir"
     if config.resume_from_checkpoint:
-        _check_checkpoint(recipe, key, Path(config.resume_from_checkpoint), config_hash)
+        _check_checkpoint(recipe, stage, Path(config.resume_from_checkpoint), config_hash)
         return config.resume_from_checkpoint
     problem = identity.foreign_outputs(output_dir, config_hash, training=True) or _foreign_checkpoint(
         output_dir, config_hash
@@ -133,7 +133,7 @@ def prepare_output_dir(recipe: Recipe, stage: str, config_hash: str, overwrite: 
         raise RecipeError(
             recipe.path,
             key,
-            f"{problem}; delete it, rerun with --overwrite_output_dir true to clear it, "
+            f"{problem}; delete {output_dir}, rerun with --overwrite_output_dir true to clear it, "
             "or use `westwind run`, which clears it",
         )
     if problem and config.should_save:
@@ -149,13 +149,13 @@ def _foreign_checkpoint(output_dir: Path, config_hash: str) -> str | None:
     return None
 
 
-def _check_checkpoint(recipe: Recipe, key: str, checkpoint: Path, config_hash: str) -> None:
+def _check_checkpoint(recipe: Recipe, stage: str, checkpoint: Path, config_hash: str) -> None:
     found = checkpoint_hash(checkpoint)
     if found != config_hash:
         made = "other inputs" if found else "unrecorded inputs"
         raise RecipeError(
             recipe.path,
-            key.replace("output_dir", "resume_from_checkpoint"),
+            f"{stage}.resume_from_checkpoint",
             f"{checkpoint} was made under {made}, not this stage's config and data; it is never resumed from",
         )
 
@@ -186,10 +186,15 @@ def checkpoint_to_resume(config) -> str | None:
 
 
 def _say_if_nothing_left(config, checkpoint: Path) -> None:
-    step = (io.read_json(checkpoint / io.TRAINER_STATE) or {}).get("global_step", 0)
-    if config.max_steps > 0 and step >= config.max_steps:
+    """A checkpoint at or past the planned steps (max_steps, or the total the run planned from its epochs)."""
+    state = io.read_json(checkpoint / io.TRAINER_STATE) or {}
+    step, total = (
+        state.get("global_step", 0),
+        config.max_steps if config.max_steps > 0 else state.get("max_steps", 0),
+    )
+    if total > 0 and step >= total:
         print(
-            f"westwind: {checkpoint.name} is at step {step} and max_steps is {config.max_steps}: "
+            f"westwind: {checkpoint.name} is at step {step} and max_steps is {total}: "
             "nothing is left to train; its weights are saved as the final model"
         )
 
