@@ -188,4 +188,4 @@ def test_rows_trl_drops_are_counted_and_none_left_is_refused(stage, tmp_path, ca
     assert f"westwind: {stage}: TRL dropped 8 of 16 train row(s) (50.0%)" in capsys.readouterr().out
 
     line = refusal(capsys, stage, recipe, "--max_length", "4", "--output_dir", str(tmp_path / "short"))
-    assert f"{stage}.max_length: 4 is too small for every one of the 16 training rows" in line
+    assert f"{stage}.max_length: 4 is too small for every one of the 16 train rows" in line

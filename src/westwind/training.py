@@ -88,7 +88,7 @@ def _trainer(trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset,
         raise RecipeError(
             recipe.path,
             f"{stage}.max_length",
-            f"{config.max_length} is too small for every one of the {error.rows} training rows "
+            f"{config.max_length} is too small for every one of the {error.rows} {error.split} rows "
             f"({DROP_REASONS[stage]}); raise it{DROP_HINTS[stage]}",
         ) from None
 
@@ -253,9 +253,9 @@ DROP_HINTS = {"sft": " or set truncation_mode: keep_end", "dpo": ""}
 
 
 class NoRowsLeft(Exception):
-    def __init__(self, rows: int):
-        super().__init__(f"TRL dropped all {rows} training rows")
-        self.rows = rows
+    def __init__(self, split: str, rows: int):
+        super().__init__(f"TRL dropped all {rows} {split} rows")
+        self.split, self.rows = split, rows
 
 
 def counting(trainer_cls: type) -> type:
@@ -267,8 +267,8 @@ def counting(trainer_cls: type) -> type:
             prepared = super()._prepare_dataset(dataset, *args, **kwargs)
             split = kwargs.get("dataset_name", args[-1])
             self.__dict__.setdefault("row_counts", {})[split] = (len(dataset), len(prepared))
-            if split == "train" and len(prepared) == 0:
-                raise NoRowsLeft(len(dataset))
+            if len(prepared) == 0:  # training (or evaluating) on nothing fails deep inside TRL
+                raise NoRowsLeft(split, len(dataset))
             return prepared
 
     Counting.__name__ = Counting.__qualname__ = trainer_cls.__name__
