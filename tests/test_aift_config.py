@@ -59,7 +59,11 @@ def error_line(capsys, argv: list[str], code: int = 2) -> str:
             "required key is missing",
         ),
         (lambda s: s["judge"].update(kind="ultrafeedback"), "aift.judge", "needs `model`"),
-        (lambda s: s["generators"][0].update(model="@sft"), "aift.generators[0].model", "run sft"),
+        (
+            lambda s: s["generators"][0].update(model="@sft"),
+            "aift.generators[0].model",
+            "names the sft stage, which this recipe does not have",
+        ),
         (
             lambda s: s["judge"].update(function="aift_helpers:nope"),
             "aift.judge.function",

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import REPO, tiny_recipe, write_recipe
 
-from westwind.recipe import RecipeError, load_recipe, parse_overrides
+from westwind.errors import RecipeError
+from westwind.recipe import load_recipe, parse_overrides
 
 
 def recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit) -> str:

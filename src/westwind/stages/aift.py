@@ -15,18 +15,14 @@ import argparse
 import logging
 import sys
 
+from westwind import preflight
 from westwind.errors import RecipeError, RunError, exit_on_user_error
 from westwind.recipe import load_recipe
+from westwind.usage import make_parser as usage_parser
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="westwind aift",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("recipe")
+    parser = usage_parser("aift", __doc__)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--shard", help="i/N: process only this deterministic slice of the prompts")
     mode.add_argument("--merge", action="store_true", help="build the dataset from all shards' results")
@@ -49,6 +45,8 @@ def main(argv: list[str]) -> int:
         recipe = load_recipe(args.recipe, overrides, stage="aift")
         if recipe.aift is None:
             raise RecipeError(recipe.path, "aift", "the recipe has no aift section")
+        if not args.merge and not args.rebinarize:
+            preflight.check(recipe, ["aift"], produced_earlier=set())
         try:
             index, count = parse_shard(args.shard) if args.shard else (0, 1)
         except ValueError as error:

@@ -9,17 +9,26 @@ every mode (see westwind.models.dpo_policy).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import load_stage_recipe
+from westwind.preflight import stage_recipe
+from westwind.usage import make_parser as usage_parser
+
+
+def make_parser() -> argparse.ArgumentParser:
+    return usage_parser("dpo", __doc__)
 
 
 def main(argv: list[str]) -> None:
+    if any(arg in ("-h", "--help") for arg in argv):
+        make_parser().print_help()
+        return
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
     with exit_on_user_error():
-        recipe = load_stage_recipe(argv, "dpo")
+        recipe = stage_recipe(argv, "dpo")
         config = recipe.dpo
         policy_path, datasets = data.dpo_inputs(recipe)
         training.setup(config)

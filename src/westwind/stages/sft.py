@@ -6,17 +6,26 @@ accelerate launch -m westwind.stages.sft recipes/zephyr-7b.yaml       # the same
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import load_stage_recipe
+from westwind.preflight import stage_recipe
+from westwind.usage import make_parser as usage_parser
+
+
+def make_parser() -> argparse.ArgumentParser:
+    return usage_parser("sft", __doc__)
 
 
 def main(argv: list[str]) -> None:
+    if any(arg in ("-h", "--help") for arg in argv):
+        make_parser().print_help()
+        return
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
     with exit_on_user_error():
-        recipe = load_stage_recipe(argv, "sft")
+        recipe = stage_recipe(argv, "sft")
         config, stage = recipe.sft, recipe.sft_data
         training.setup(config)
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
