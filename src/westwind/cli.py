@@ -30,7 +30,7 @@ COMMANDS = {
 
 def run_stage(stage: str, argv: list[str]) -> None:
     """`westwind sft RECIPE ...` runs the stage module in this process, as `python -m westwind.stages.sft` would."""
-    result = importlib.import_module(MODULES[stage]).main(argv)
+    result = importlib.import_module(MODULES[stage]).cli(argv)
     raise SystemExit(result or 0)
 
 

@@ -13,6 +13,7 @@ References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' out
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +31,17 @@ from westwind.stages import STAGES
 
 TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
-# TRL validates these only when the trainer starts; westwind checks them up front.
-DPO_CHOICES = {
-    "loss_type": [
-        "sigmoid",
-        "hinge",
-        "ipo",
-        "exo_pair",
-        "nca_pair",
-        "robust",
-        "bco_pair",
-        "sppo_hard",
-        "aot",
-        "aot_unpaired",
-        "apo_zero",
-        "apo_down",
-        "discopop",
-        "sft",
-        "sigmoid_norm",
-    ],  # fmt: skip
-    "f_divergence_type": ["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"],
-}
+
+
+def documented_choices(config_cls: type, name: str) -> list[str]:
+    """The values a TRL config field's help lists after "Possible values are:" (up to the sentence's end).
+    TRL checks such fields only when the trainer starts; westwind checks them up front, against TRL's own list."""
+    (field,) = [f for f in dataclasses.fields(config_cls) if f.name == name]
+    listed = field.metadata["help"].split("Possible values are:", 1)[1].split(". ", 1)[0]
+    return re.findall(r"`'?([a-z0-9_]+)'?`", listed)
+
+
+DPO_CHOICES = {name: documented_choices(DPOConfig, name) for name in ("loss_type", "f_divergence_type")}
 # westwind's opinions on top of TRL's defaults; a recipe overrides any of them.
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable
 from typing import Any
 
-from westwind.recipe import SECTION_CLASSES
+from westwind.errors import exit_on_user_error
+from westwind.preflight import stage_recipe
+from westwind.recipe import SECTION_CLASSES, Recipe
 
 HELP_WIDTH = 100
 
@@ -75,3 +78,13 @@ def _nested_dataclass(cls: type, field: dataclasses.Field) -> type | None:
             return current
         stack += list(typing.get_args(current))
     return None
+
+
+def stage_cli(stage: str, argv: list[str], description: str, main: Callable[[Recipe], object]) -> None:
+    """A stage's command line: `--help`, or the recipe checked by the stage's preflight, then `main(recipe)`."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        make_parser(stage, description).print_help()
+        return
+    with exit_on_user_error():
+        recipe = stage_recipe(argv, stage)
+    main(recipe)

@@ -11,29 +11,31 @@ import json
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.preflight import stage_recipe
+from westwind.recipe import Recipe
 from westwind.usage import make_parser as usage_parser
+from westwind.usage import stage_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
     return usage_parser("eval", __doc__)
 
 
-def main(argv: list[str]) -> None:
-    if any(arg in ("-h", "--help") for arg in argv):
-        make_parser().print_help()
-        return
+def main(recipe: Recipe) -> None:
+    """Evaluate the recipe's model against its baseline (the eval preflight has passed)."""
     from westwind.evaluation import (
         evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
     )
 
+    out_dir = recipe.stage_dir("eval")
     with exit_on_user_error():
-        recipe = stage_recipe(argv, "eval")
-        out_dir = recipe.stage_dir("eval")
         results = evaluate(recipe, recipe.eval, out_dir)
     print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
     print(f"westwind: eval results written to {out_dir / 'results.json'}")
 
 
+def cli(argv: list[str]) -> None:
+    stage_cli("eval", argv, __doc__, main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(sys.argv[1:])
