@@ -147,12 +147,13 @@ def test_a_changed_data_file_reruns_sft_to_what_a_clean_run_gives(full_recipe, t
     first = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
     assert ran(first) == ["sft"]
     pipeline_hash = stage_hashes(load_recipe(full_recipe, ["--sft.save_steps", "2"]))["sft"]
-    assert identity.recorded_hash(tmp_path / "out" / "sft") == pipeline_hash  # the stage agrees with the pipeline
+    # the stage records the same hash as the pipeline computes
+    assert identity.recorded_hash(tmp_path / "out" / "sft") == pipeline_hash
     write_jsonl(sft_jsonl, make_conversations(32, seed=7))
     second = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
     assert ran(second) == ["sft"] and "clearing it first" in second
     clean_dir = tmp_path / "clean"
-    sft.main([str(full_recipe), "--save_steps", "2", "--output_dir", str(clean_dir)])  # in-process: faster
+    sft.cli([str(full_recipe), "--save_steps", "2", "--output_dir", str(clean_dir)])  # in-process: faster
     rerun = load_file(tmp_path / "out" / "sft" / "model.safetensors")
     clean = load_file(clean_dir / "sft" / "model.safetensors")
     assert all(torch.equal(rerun[name], clean[name]) for name in clean)

@@ -61,7 +61,7 @@ def recipe_for(tmp_path, tiny_model, sft_data, dpo_data, **sections):
 
 def stage_main(stage: str, recipe, *overrides: str) -> None:
     module = importlib.import_module(f"westwind.stages.{stage}")
-    module.main([str(recipe), *overrides])
+    module.cli([str(recipe), *overrides])
 
 
 def refusal(capsys, stage: str, recipe, *overrides: str) -> str:

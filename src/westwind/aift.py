@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from westwind.aift_config import AIFTConfig, GeneratorConfig, fingerprint_fields
 from westwind.binarize import binarize_all, is_rated
-from westwind.errors import DataError, RecipeError, RunError
+from westwind.errors import DataError, RunError
 from westwind.generation import (
     ChatRequest,
     Result,
@@ -48,7 +48,7 @@ from westwind.io import (
     read_jsonl,
     save_dataset_atomic,
 )
-from westwind.judges import JudgeItem, Judgment, VerifierImportError, load_callable, make_judge
+from westwind.judges import JudgeItem, Judgment, make_judge
 from westwind.prompts import Prompt, in_shard, load_prompts, normalize_text
 from westwind.recipe import Recipe
 
@@ -286,25 +286,6 @@ def judge(
 # ---------------------------------------------------------------- running a shard
 
 
-def check_inputs(recipe: Recipe) -> None:
-    """Fail before loading any model when @sft points at nothing or the verifier cannot be imported."""
-    config = recipe.aift
-    if config.judge.kind == "verifier":
-        try:
-            load_callable(config.judge.function)
-        except VerifierImportError as error:
-            raise RecipeError(recipe.path, "aift.judge.function", str(error)) from None
-    endpoints = [(f"aift.generators[{i}].model", g) for i, g in enumerate(config.generators)]
-    endpoints.append(("aift.judge.model", config.judge))
-    for key, endpoint in endpoints:
-        if endpoint.model in ("@sft",) and endpoint.backend != "openai":
-            path = Path(recipe.resolve_reference(endpoint.model))
-            if not path.exists():
-                raise RecipeError(
-                    recipe.path, key, f"{endpoint.model} is {path}, which does not exist yet (run sft)"
-                )
-
-
 def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Prompt], dict[str, int]]:
     config = recipe.aift
     prompts, counts = load_prompts(config.prompts, config.seed, config.judge.reference_column)
@@ -319,7 +300,6 @@ def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Pro
 
 def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = True) -> dict[str, Any]:
     """Generate and judge this shard's prompts, reusing every finished record. Returns its counts."""
-    check_inputs(recipe)
     workspace = Workspace(recipe.stage_dir("aift"))
     prompts, counts = load_shard_prompts(recipe, index, count)
     shard_dir = workspace.shard_dir(index, count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from westwind.callables import load_callable
 from westwind.stages import MODULES
 
 USAGE = """usage: westwind COMMAND [ARGS]
@@ -18,24 +19,26 @@ commands:
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
 """
 
-# Each command is a module with main(argv); imported only when used, so `check` stays light.
+# Each command is a `module:function(argv)`; imported only when used, so `check` stays light.
 COMMANDS = {
-    "run": "westwind.pipeline",
-    "init-model": "westwind.init_model",
-    "new-recipe": "westwind.new_recipe",
-    "launch-check": "westwind.launch_check",
+    "run": "westwind.pipeline:main",
+    "init-model": "westwind.init_model:main",
+    "new-recipe": "westwind.new_recipe:main",
+    "launch-check": "westwind.preflight:launch_check_main",
 }
 
 
 def run_stage(stage: str, argv: list[str]) -> None:
     """`westwind sft RECIPE ...` runs the stage module in this process, as `python -m westwind.stages.sft` would."""
-    result = importlib.import_module(MODULES[stage]).main(argv)
+    result = importlib.import_module(MODULES[stage]).cli(argv)
     raise SystemExit(result or 0)
 
 
 def check(argv: list[str]) -> None:
+    from westwind import preflight
     from westwind.errors import RecipeError, exit_on_user_error
     from westwind.recipe import load_recipe, summarize
+    from westwind.stages import STAGES
 
     with exit_on_user_error():
         if not argv or argv[0].startswith("-"):
@@ -43,6 +46,7 @@ def check(argv: list[str]) -> None:
                 "(command line)", "RECIPE", "usage: westwind check RECIPE [--section.key value ...]"
             )
         recipe = load_recipe(argv[0], argv[1:])
+        preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
     print(summarize(recipe))
     print("ok: recipe is valid")
 
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     elif command in MODULES:
         run_stage(command, rest)
     elif command in COMMANDS:
-        importlib.import_module(COMMANDS[command]).main(rest)
+        load_callable(COMMANDS[command])(rest)
     else:
         print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

@@ -320,8 +320,7 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
 
 
 def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
-    """The dpo stage's policy path and datasets with @references resolved; an unfinished upstream stage is
-    bad input (RecipeError), caught before any model loads."""
+    """The dpo stage's policy path and datasets with @references resolved (the preflight checked them)."""
     stage = recipe.dpo_data
     policy = recipe.resolve_reference(stage.model_name_or_path)
     if stage.model_name_or_path.startswith("@"):
@@ -329,21 +328,13 @@ def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
     if Path(policy).exists():
         # absolute, so that an adapter trained on top of it names a base that is found from anywhere
         policy = str(Path(policy).resolve())
-    resolved = []
-    for index, config in enumerate(stage.datasets or [DatasetConfig(path="@aift")]):
-        path = recipe.resolve_reference(config.path)
-        if config.path.startswith("@") and not Path(path).exists():
-            key = f"dpo.datasets[{index}].path" if stage.datasets else "dpo.datasets"
-            raise RecipeError(recipe.path, key, f"{config.path} -> {path} not found: run that stage first")
-        resolved.append(dataclasses.replace(config, path=path))
-    return policy, resolved
+    configs = stage.datasets or [DatasetConfig(path="@aift")]
+    return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
 
 
 def check_stage_model(recipe, key: str, path: Path) -> None:
-    """An upstream stage's model folder must exist and hold one kind of model: a full model (config.json)
-    and a LoRA adapter (adapter_config.json) side by side mean one is a leftover of another run."""
-    if not path.exists():
-        raise RecipeError(recipe.path, key, f"{path} not found: run that stage first")
+    """An upstream stage's model folder holds one kind of model: a full model (config.json) and a LoRA
+    adapter (adapter_config.json) side by side mean one is a leftover of another run."""
     if (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
         raise RecipeError(
             recipe.path,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
 import math
 import random
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from westwind.aift_config import JudgeConfig, SamplingConfig
+from westwind.callables import load_callable
 from westwind.generation import Backend, ChatRequest, Result, build_backend, model_args_for
 from westwind.prompts import conversation_text
 from westwind.seeding import stable_seed
@@ -561,21 +561,6 @@ class RewardModelJudge:
 
     def close(self) -> None:
         self.model = None
-
-
-class VerifierImportError(ValueError):
-    pass
-
-
-def load_callable(spec: str) -> Callable:
-    module_name, _, function_name = spec.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise VerifierImportError(f"verifier {spec!r} cannot be imported: {error}") from None
-    if not callable(function):
-        raise VerifierImportError(f"verifier {spec!r} is not callable")
-    return function
 
 
 class VerifierJudge:

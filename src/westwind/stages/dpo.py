@@ -9,28 +9,38 @@ every mode (see westwind.models.dpo_policy).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import load_stage_recipe
+from westwind.recipe import Recipe
+from westwind.usage import make_parser as usage_parser
+from westwind.usage import stage_cli
 
 
-def main(argv: list[str]) -> None:
+def make_parser() -> argparse.ArgumentParser:
+    return usage_parser("dpo", __doc__)
+
+
+def main(recipe: Recipe) -> None:
+    """Train the dDPO model of a recipe that passed the dpo preflight."""
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
+    config, stage = recipe.dpo, recipe.dpo_data
+    training.setup(config)
     with exit_on_user_error():
-        recipe = load_stage_recipe(argv, "dpo")
-        config = recipe.dpo
         policy_path, datasets = data.dpo_inputs(recipe)
-        training.setup(config)
         config_hash, checkpoint = training.start(recipe, "dpo")
-        stage = recipe.dpo_data
-        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
             dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
         trainer = training.dpo_trainer(recipe, dataset, policy_path, config_hash)
     training.train(trainer, recipe, "dpo", config_hash, checkpoint)
     trainer.end()
 
 
+def cli(argv: list[str]) -> None:
+    stage_cli("dpo", argv, __doc__, main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(sys.argv[1:])
