@@ -6,7 +6,7 @@ import re
 
 import datasets
 import pytest
-from conftest import make_conversations, make_preferences, write_jsonl
+from conftest import make_conversations, make_preferences, tiny_recipe, write_jsonl, write_recipe
 from trl.scripts.utils import DatasetConfig
 
 from westwind import data
@@ -254,3 +254,15 @@ def test_an_sft_folder_holding_both_model_kinds_is_refused(recipe_file):
     (sft_dir / "adapter_config.json").write_text("{}")  # ... beside a LoRA adapter left from another run
     with pytest.raises(RecipeError, match="holds both a full model and a LoRA adapter"):
         data.dpo_inputs(recipe)
+
+
+def test_the_dpo_policy_path_is_absolute(tmp_path, monkeypatch, tiny_model, sft_jsonl, dpo_jsonl):
+    """A DPO adapter saves its base (the dSFT folder) by this path: it must not depend on the working dir."""
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    raw["output_dir"] = "out"
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw), stage="dpo")
+    (tmp_path / "out" / "sft").mkdir(parents=True)
+    (tmp_path / "out" / "sft" / "config.json").write_text("{}")
+    policy, _ = data.dpo_inputs(recipe)
+    assert policy == str((tmp_path / "out" / "sft").resolve())

@@ -287,7 +287,7 @@ def count_dropped_rows(trainer, stage: str) -> dict[str, Any]:
             continue
         stats[split] = {"rows": rows, "kept": kept, "dropped": rows - kept}
         if kept < rows:
-            print(
+            trainer.accelerator.print(
                 f"westwind: {stage}: TRL dropped {rows - kept} of {rows} {split} row(s) ({(rows - kept) / rows:.1%}): "
                 f"{DROP_REASONS[stage]} at max_length {config.max_length}"
             )
