@@ -106,3 +106,23 @@ def test_preference_rows_are_hashed_too(tmp_path, tiny_model, sft_jsonl, dpo_jso
     write_jsonl(dpo_jsonl, make_preferences(8))
     after = stage_hashes(load_recipe(recipe_path))
     assert before["sft"] == after["sft"] and before["dpo"] != after["dpo"]
+
+
+def test_a_saved_dataset_folder_keeps_its_identity_when_datasets_caches_into_it(tmp_path):
+    import datasets
+
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list(make_conversations(4)).save_to_disk(folder)
+    before = identity.path_identity(folder)
+    datasets.load_from_disk(str(folder)).map(lambda row: row)  # writes cache-*.arrow into the folder
+    assert identity.path_identity(folder) == before
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"other rows")
+    assert identity.path_identity(folder) != before
+
+
+def test_local_data_files_of_a_builder_are_hashed_by_content(tmp_path):
+    write_jsonl(tmp_path / "part-1.jsonl", make_conversations(2))
+    entry = {"path": "json", "data_files": str(tmp_path / "part-*.jsonl")}
+    before = identity.dataset_identity(entry)
+    write_jsonl(tmp_path / "part-2.jsonl", make_conversations(2))  # the glob now names another file
+    assert identity.dataset_identity(entry) != before and "hub" not in identity.dataset_identity(entry)

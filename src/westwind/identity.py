@@ -19,7 +19,9 @@ Kept free of heavy imports: the pipeline uses it before any stage starts.
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,10 +86,13 @@ def file_identity(path: Path) -> str:
 
 
 def path_identity(path: Path) -> Any:
-    """A local file's or folder's identity (see the module doc)."""
+    """A local file's or folder's identity (see the module doc). The cache files `datasets` writes into a
+    save_to_disk folder when a stage maps it (`cache-*.arrow`) and lock files are not part of it."""
     if path.is_file():
         return file_identity(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.name.startswith("cache-") and p.suffix != ".lock"
+    )
     return {str(p.relative_to(path)): file_identity(p) for p in files}
 
 
@@ -121,11 +126,21 @@ def dataset_identity(entry: Any) -> Any:
     local = Path(path).expanduser()
     if local.exists():
         return path_identity(local)
-    data_files = entry.get("data_files")
-    files = [data_files] if isinstance(data_files, str) else data_files
-    if isinstance(files, list) and files and all(Path(str(f)).expanduser().exists() for f in files):
-        return [path_identity(Path(str(f)).expanduser()) for f in files]  # e.g. path: json + local files
+    files = local_data_files(entry.get("data_files"))
+    if files:  # e.g. path: json with local data_files
+        return {str(f): path_identity(f) for f in files}
     return {"hub": path, "revision": hub_revision(path)}
+
+
+def local_data_files(data_files: Any) -> list[Path]:
+    """The local files a `data_files` value (a path, a glob, a list, or a split -> files mapping) names."""
+    if isinstance(data_files, dict):
+        return [f for value in data_files.values() for f in local_data_files(value)]
+    patterns = [data_files] if isinstance(data_files, str) else data_files
+    if not isinstance(patterns, list):
+        return []
+    found = [Path(m) for pattern in patterns for m in sorted(glob.glob(os.path.expanduser(str(pattern))))]
+    return [f for f in found if f.is_file()]
 
 
 def dataset_entries(section: Any) -> Iterator[Any]:
