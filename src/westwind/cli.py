@@ -16,6 +16,8 @@ commands:
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
+  merge RECIPE [--stage S] [--out DIR] [--dtype D] [--push-to-hub REPO]   a standalone model from a stage
+  chat MODEL_OR_RECIPE[@stage] [--once PROMPT]   talk to a model in the terminal (streams tokens)
 """
 
 # Each command is a module with main(argv); imported only when used, so `check` stays light.
@@ -24,6 +26,8 @@ COMMANDS = {
     "init-model": "westwind.init_model",
     "new-recipe": "westwind.new_recipe",
     "launch-check": "westwind.launch_check",
+    "merge": "westwind.merge",
+    "chat": "westwind.chat",
 }
 
 
