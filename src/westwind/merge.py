@@ -127,9 +127,13 @@ def merge_stage(recipe: Recipe, stage: str, out_dir: Path, dtype: str) -> str:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="westwind merge", description=__doc__)
     parser.add_argument("recipe", type=Path)
-    parser.add_argument("--stage", choices=MERGEABLE_STAGES, help="default: dpo when the recipe has it, else sft")
+    parser.add_argument(
+        "--stage", choices=MERGEABLE_STAGES, help="default: dpo when the recipe has it, else sft"
+    )
     parser.add_argument("--out", type=Path, help="default: <output_dir>/<stage>-merged")
-    parser.add_argument("--dtype", help=f"the merged weights' dtype (default: model.dtype, else {DEFAULT_DTYPE})")
+    parser.add_argument(
+        "--dtype", help=f"the merged weights' dtype (default: model.dtype, else {DEFAULT_DTYPE})"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the result (never by default)")
     return parser
 
@@ -142,7 +146,9 @@ def resolve_args(args: argparse.Namespace, overrides: list[str]) -> tuple[Recipe
         raise RecipeError(recipe.path, stage, f"the recipe has no {stage} section to merge")
     stage_dir = recipe.stage_dir(stage)
     if not (stage_dir / "config.json").exists() and not (stage_dir / "adapter_config.json").exists():
-        raise RecipeError(recipe.path, stage, f"{stage_dir} holds no trained model: run the {stage} stage first")
+        raise RecipeError(
+            recipe.path, stage, f"{stage_dir} holds no trained model: run the {stage} stage first"
+        )
     dtype = args.dtype or recipe.model.dtype
     if dtype in (None, "auto"):
         dtype = DEFAULT_DTYPE
