@@ -23,11 +23,8 @@ NOT_SHIPPED = ("trainer_state.json", "adapter_config.json", ".westwind-stage.jso
 DEFAULT_DTYPE = "bfloat16"
 
 
-def merge_adapter(
-    adapter_dir: Path, out_dir: Path, model_args, dtype: str, sequence_classification: bool = False
-) -> None:
-    """Merge `adapter_dir` into its base, loaded unquantized in `dtype`, and save model + tokenizer to `out_dir`
-    (written to a staging folder first, so `out_dir` is either the old result or the whole new one)."""
+def merged_model(adapter_dir: Path, model_args, dtype: str, sequence_classification: bool = False):
+    """The adapter merged into its base loaded unquantized in `dtype`, and the tokenizer it was trained with."""
     from peft import PeftModel
 
     from westwind import models  # heavy (torch, transformers): loaded only when merging
@@ -44,7 +41,15 @@ def merge_adapter(
         base.config.pad_token_id = tokenizer.pad_token_id
     else:
         base = models.load_causal_lm(base_path, unquantized, tokenizer, quantize=False)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload(), tokenizer
+
+
+def merge_adapter(
+    adapter_dir: Path, out_dir: Path, model_args, dtype: str, sequence_classification: bool = False
+) -> None:
+    """Merge `adapter_dir` into its unquantized base and save model + tokenizer to `out_dir` (written to a
+    staging folder first, so `out_dir` is either the old result or the whole new one)."""
+    merged, tokenizer = merged_model(adapter_dir, model_args, dtype, sequence_classification)
     staging = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     merged.save_pretrained(staging)  # safetensors (transformers 5 writes nothing else)
