@@ -45,7 +45,9 @@ def test_array_task_runs_its_shard_of_the_aift_stage(tmp_path):
         **array,
     )
     assert result.returncode == 0, result.stderr
-    assert calls == [f"python -m westwind.stages.aift {RECIPE} --shard 3/8 --no-progress --aift.chunk_size 2048"]
+    assert calls == [
+        f"python -m westwind.stages.aift {RECIPE} --shard 3/8 --no-progress --aift.chunk_size 2048"
+    ]
 
 
 def test_array_indices_are_counted_from_the_first_task(tmp_path):
@@ -53,7 +55,9 @@ def test_array_indices_are_counted_from_the_first_task(tmp_path):
     array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
     shards = []
     for task in ("1", "2", "3", "4"):
-        result, calls = run(tmp_path, [str(SLURM / "aift_array.slurm"), RECIPE], SLURM_ARRAY_TASK_ID=task, **array)
+        result, calls = run(
+            tmp_path, [str(SLURM / "aift_array.slurm"), RECIPE], SLURM_ARRAY_TASK_ID=task, **array
+        )
         assert result.returncode == 0, result.stderr
         shards.append(calls[-1].split("--shard ")[1].split()[0])
     assert shards == ["0/4", "1/4", "2/4", "3/4"]
@@ -61,7 +65,9 @@ def test_array_indices_are_counted_from_the_first_task(tmp_path):
 
 def test_array_with_a_step_or_no_array_is_refused(tmp_path):
     stepped = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2"}
-    result, calls = run(tmp_path, [str(SLURM / "aift_array.slurm"), RECIPE], SLURM_ARRAY_TASK_ID="2", **stepped)
+    result, calls = run(
+        tmp_path, [str(SLURM / "aift_array.slurm"), RECIPE], SLURM_ARRAY_TASK_ID="2", **stepped
+    )
     assert result.returncode == 2 and "contiguous --array=0-3" in result.stderr and not calls
     result, calls = run(tmp_path, [str(SLURM / "aift_array.slurm"), RECIPE])
     assert result.returncode != 0 and "run as a job array" in result.stderr and not calls
