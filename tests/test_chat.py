@@ -19,11 +19,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from westwind.chat_templates import ZEPHYR
 
 
-def expected_reply(model_dir, messages, max_new_tokens, template=None) -> str:
+def expected_reply(model_dir, messages, max_new_tokens, template=None, model=None) -> str:
     """Greedy decoding with the chat template, done directly with transformers."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.chat_template = template or tokenizer.chat_template
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = model or AutoModelForCausalLM.from_pretrained(model_dir)
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -107,6 +107,31 @@ def test_chat_keeps_the_history_and_streams_each_reply(tiny_model, capsys):
     assert chat.messages[2]["content"] == first.strip()
     chat.reset()
     assert chat.messages == [{"role": "system", "content": "Be terse."}]
+
+
+def test_chat_with_an_adapter_folder_answers_as_base_plus_adapter(tmp_path, tiny_model, capsys):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from westwind.chat import Chat, resolve_target
+
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), config).save_pretrained(
+        tmp_path / "adapter"
+    )
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "adapter")
+    messages = [{"role": "user", "content": "reverse: the cat"}]
+
+    answer = Chat(
+        resolve_target(str(tmp_path / "adapter"), None, None), {"max_new_tokens": 6, "do_sample": False}
+    )
+    reply = answer.reply(messages[0]["content"]).strip()
+
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), tmp_path / "adapter"
+    )
+    assert reply == expected_reply(tiny_model, messages, 6, model=adapted)
+    assert reply != expected_reply(tiny_model, messages, 6), "the adapter must change the answer"
 
 
 def test_once_with_a_recipe_stage_uses_its_template_and_eval_sampling(

@@ -83,9 +83,11 @@ class Chat:
 
     def __init__(self, target: Target, generation: dict[str, Any], system: str | None = None):
         import torch
+        from transformers.utils import logging as transformers_logging
 
         from westwind.models import load_causal_lm, load_tokenizer  # heavy: loaded once the input is checked
 
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the user and the chat
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(target.path, target.model_args)
         self.model = load_causal_lm(target.path, target.model_args, self.tokenizer, quantize=False)
