@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import make_preferences, tiny_recipe, write_jsonl, write_recipe
 from peft import PeftModel
+from test_pipeline import full_recipe  # noqa: F401 (a fixture: a tiny sft + aift + dpo + eval recipe)
+from test_pipeline import westwind_run
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from westwind.aift_config import JudgeConfig
@@ -123,3 +125,24 @@ def test_rm_before_its_starting_model_exists_is_one_line_error(tmp_path, tiny_mo
     assert (
         error == f"error: {path}: rm.model_name_or_path: {tmp_path}/out/sft not found: run that stage first"
     )
+
+
+@pytest.mark.slow
+def test_pipeline_runs_rm_after_aift_and_eval_judges_with_at_rm(full_recipe, tmp_path):  # noqa: F811
+    """sft -> aift -> rm (on the AIFT pairs, from @sft) -> eval with `judge: {kind: reward_model, model: "@rm"}`."""
+    raw = load_recipe(full_recipe).raw
+    del raw["dpo"]
+    raw["rm"] = {**RM_SECTION, "model_name_or_path": "@sft", "max_steps": 2}
+    raw["eval"].update(model="@sft", baseline="@base", judge={"kind": "reward_model", "model": "@rm"})
+    recipe = write_recipe(full_recipe, raw)
+
+    stdout = westwind_run(recipe)
+
+    order = [stdout.index(f"westwind: [{stage}] ") for stage in ("sft", "aift", "rm", "eval")]
+    assert order == sorted(order)
+    out = tmp_path / "out"
+    assert json.loads((out / "rm" / "metrics.json").read_text())["held_out_pairs"] >= 1
+    win = json.loads((out / "eval" / "results.json").read_text())["win_rate"]
+    assert win["judge"] == "reward_model" and win["failed"] == 0
+    assert win["wins"] + win["ties"] + win["losses"] == 16
+    assert "## Reward model" in (out / "report.md").read_text()
