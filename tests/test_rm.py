@@ -8,8 +8,10 @@ import pytest
 import torch
 from conftest import make_preferences, tiny_recipe, write_jsonl, write_recipe
 from peft import PeftModel
-from test_pipeline import full_recipe  # noqa: F401 (a fixture: a tiny sft + aift + dpo + eval recipe)
-from test_pipeline import westwind_run
+from test_pipeline import (
+    full_recipe,  # noqa: F401 (a fixture: a tiny sft + aift + dpo + eval recipe)
+    westwind_run,
+)
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from westwind.aift_config import JudgeConfig
