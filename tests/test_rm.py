@@ -148,3 +148,20 @@ def test_pipeline_runs_rm_after_aift_and_eval_judges_with_at_rm(full_recipe, tmp
     assert win["judge"] == "reward_model" and win["failed"] == 0
     assert win["wins"] + win["ties"] + win["losses"] == 16
     assert "## Reward model" in (out / "report.md").read_text()
+
+
+def test_aift_judged_by_an_unrun_rm_is_refused_before_loading(tmp_path, tiny_model, sft_jsonl):
+    from westwind.aift import check_inputs
+
+    path = rm_recipe(tmp_path, tiny_model, sft_jsonl)  # the rm trains on its own pairs file, not @aift
+    raw = load_recipe(path).raw
+    raw["aift"] = {
+        "prompts": {"datasets": [{"path": str(sft_jsonl)}]},
+        "generators": [{"model": "@base", "sampling": {"max_new_tokens": 4}}],
+        "judge": {"kind": "reward_model", "model": "@rm"},
+    }
+    recipe = load_recipe(write_recipe(path, raw))
+    with pytest.raises(
+        RecipeError, match=r"aift.judge.model: @rm is .*/out/rm, which does not exist yet \(run rm\)"
+    ):
+        check_inputs(recipe)

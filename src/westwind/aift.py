@@ -287,7 +287,7 @@ def judge(
 
 
 def check_inputs(recipe: Recipe) -> None:
-    """Fail before loading any model when @sft points at nothing or the verifier cannot be imported."""
+    """Fail before loading any model when @sft/@rm points at nothing or the verifier cannot be imported."""
     config = recipe.aift
     if config.judge.kind == "verifier":
         try:
@@ -297,11 +297,13 @@ def check_inputs(recipe: Recipe) -> None:
     endpoints = [(f"aift.generators[{i}].model", g) for i, g in enumerate(config.generators)]
     endpoints.append(("aift.judge.model", config.judge))
     for key, endpoint in endpoints:
-        if endpoint.model in ("@sft",) and endpoint.backend != "openai":
+        if endpoint.model in ("@sft", "@rm") and endpoint.backend != "openai":
             path = Path(recipe.resolve_reference(endpoint.model))
             if not path.exists():
                 raise RecipeError(
-                    recipe.path, key, f"{endpoint.model} is {path}, which does not exist yet (run sft)"
+                    recipe.path,
+                    key,
+                    f"{endpoint.model} is {path}, which does not exist yet (run {endpoint.model[1:]})",
                 )
 
 
