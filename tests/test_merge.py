@@ -116,3 +116,27 @@ def test_merge_before_the_stage_ran_is_one_line_error(tmp_path, tiny_model, sft_
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {recipe}: sft: ") and "run the sft stage first" in error
     assert not (tmp_path / "out" / "sft-merged").exists()
+
+
+def test_push_to_hub_only_when_asked(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class RecordingApi:
+        def create_repo(self, repo_id, exist_ok=False):
+            calls.append(("create_repo", repo_id, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path):
+            calls.append(("upload_folder", repo_id, folder_path))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    recipe = merge_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    AutoModelForCausalLM.from_pretrained(tiny_model).save_pretrained(tmp_path / "out" / "sft")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "out" / "sft")
+
+    merge.main([str(recipe)])
+    assert calls == []
+    merge.main([str(recipe), "--push-to-hub", "me/tiny-sft"])
+    out = str(tmp_path / "out" / "sft-merged")
+    assert calls == [("create_repo", "me/tiny-sft", True), ("upload_folder", "me/tiny-sft", out)]

@@ -68,7 +68,7 @@ def reward_trainer(recipe: Recipe, dataset, start_path: str):
     return training._trainer(RewardTrainer, recipe.rm, model, tokenizer, dataset, peft_config)
 
 
-def make_standalone(recipe: Recipe) -> None:
+def make_standalone(recipe: Recipe, tokenizer) -> None:
     """A LoRA reward model becomes a full one (judges load a plain model): its adapter moves to `adapter/`
     and is merged into the unquantized base in place of it."""
     from westwind import merge
@@ -80,9 +80,7 @@ def make_standalone(recipe: Recipe) -> None:
     adapter_dir.mkdir(exist_ok=True)
     for name in ADAPTER_FILES:
         (output_dir / name).replace(adapter_dir / name)
-    for path in output_dir.glob("*token*"):  # the tokenizer, so the adapter folder loads on its own
-        if path.is_file():
-            (adapter_dir / path.name).write_bytes(path.read_bytes())
+    tokenizer.save_pretrained(adapter_dir)  # so the adapter folder loads on its own
     dtype = recipe.model.dtype if recipe.model.dtype not in (None, "auto") else merge.DEFAULT_DTYPE
     model, tokenizer = merge.merged_model(adapter_dir, recipe.model, dtype, sequence_classification=True)
     model.save_pretrained(output_dir)
@@ -153,7 +151,7 @@ def main(argv: list[str]) -> None:
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
     training.finish(trainer, recipe, "rm")
     if trainer.accelerator.is_main_process:
-        make_standalone(recipe)
+        make_standalone(recipe, trainer.processing_class)
         write_metrics(recipe, dataset)
     trainer.accelerator.wait_for_everyone()
     trainer.end()
