@@ -65,6 +65,7 @@ class Terminal:
         return os.waitstatus_to_exitcode(status)
 
 
+@pytest.mark.slow
 def test_interactive_chat_streams_with_template_history_system_and_reset(tiny_model):
     terminal = Terminal(
         [sys.executable, "-m", "westwind.cli", "chat", str(tiny_model), "--max-new-tokens", "6"]
@@ -134,6 +135,7 @@ def test_chat_with_an_adapter_folder_answers_as_base_plus_adapter(tmp_path, tiny
     assert reply != expected_reply(tiny_model, messages, 6), "the adapter must change the answer"
 
 
+@pytest.mark.slow
 def test_once_with_a_recipe_stage_uses_its_template_and_eval_sampling(
     tmp_path, tiny_model, sft_jsonl, dpo_jsonl
 ):
