@@ -12,11 +12,13 @@ USAGE = """usage: westwind COMMAND [ARGS]
 
 commands:
   check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
-  run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> dDPO -> eval, skipping finished stages
-  sft | aift | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
+  run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
+  sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
+  merge RECIPE [--stage S] [--out DIR] [--dtype D] [--push-to-hub REPO]   a standalone model from a stage
+  chat MODEL_OR_RECIPE[@stage] [--once PROMPT]   talk to a model in the terminal (streams tokens)
 """
 
 # Each command is a `module:function(argv)`; imported only when used, so `check` stays light.
@@ -25,6 +27,8 @@ COMMANDS = {
     "init-model": "westwind.init_model:main",
     "new-recipe": "westwind.new_recipe:main",
     "launch-check": "westwind.preflight:launch_check_main",
+    "merge": "westwind.merge:main",
+    "chat": "westwind.chat:main",
 }
 
 

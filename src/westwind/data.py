@@ -319,16 +319,17 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)
 
 
-def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
-    """The dpo stage's policy path and datasets with @references resolved (the preflight checked them)."""
-    stage = recipe.dpo_data
-    policy = recipe.resolve_reference(stage.model_name_or_path)
-    if stage.model_name_or_path.startswith("@"):
-        check_stage_model(recipe, "dpo.model_name_or_path", Path(policy))
+def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
+    """A preference stage's (dpo, rm) starting model and datasets with @references resolved (the preflight
+    checked that they exist); the model path absolute, so that an adapter trained on top of it names a base
+    that is found from anywhere."""
+    extras = getattr(recipe, f"{stage}_data")
+    policy = recipe.resolve_reference(extras.model_name_or_path)
+    if extras.model_name_or_path.startswith("@"):
+        check_stage_model(recipe, f"{stage}.model_name_or_path", Path(policy))
     if Path(policy).exists():
-        # absolute, so that an adapter trained on top of it names a base that is found from anywhere
         policy = str(Path(policy).resolve())
-    configs = stage.datasets or [DatasetConfig(path="@aift")]
+    configs = extras.datasets or [DatasetConfig(path="@aift")]
     return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
 
 

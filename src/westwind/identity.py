@@ -59,6 +59,8 @@ TRAINING_OUTPUTS = (
     "README.md",
     "westwind_recipe.yaml",
     DATA_STATS,
+    "metrics.json",  # rm: written last
+    "adapter",  # rm: the trained adapter beside its merged standalone model
     "checkpoint-*",
     "sft-merged",
     "sft-merged.tmp",

@@ -25,7 +25,9 @@ from westwind.launch_check import check_launch_compatibility, load_accelerate_co
 from westwind.recipe import Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
 
-REFERENCE_STAGES = {"@sft": "sft", "@aift": "aift", "@dpo": "dpo"}
+REFERENCE_STAGES = {"@sft": "sft", "@aift": "aift", "@rm": "rm", "@dpo": "dpo"}
+MODEL_REFERENCES = ("@base", "@sft", "@dpo")
+JUDGE_REFERENCES = (*MODEL_REFERENCES, "@rm")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Without use_peft these would be ignored while full training runs: refused. lora_target_modules alone is the
 # per-family preset that new-recipe writes for `--model.use_peft true`; it is allowed and said to be unused.
@@ -42,6 +44,7 @@ LORA_KEYS = (
 )
 BNB_4BIT_KEYS = ("bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage")
 ATTENTION_EXTRA = ("eager",)
+PREFERENCE_STAGES = ("rm", "dpo")  # trained on preference pairs (default @aift), from a model (default @sft)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,8 @@ def check_model(recipe: Recipe) -> None:
     model, given = recipe.model, recipe.raw.get("model") or {}
     for key, allowed in MODEL_RANGES.items():
         _check_range(recipe, f"model.{key}", getattr(model, key), allowed)
-    if not model.use_peft:
+    rm_adapter = recipe.rm_data is not None and recipe.rm_data.use_peft  # rm may train LoRA on its own
+    if not model.use_peft and not rm_adapter:
         ignored = [key for key in LORA_KEYS if key in given]
         if ignored:
             raise RecipeError(
@@ -240,12 +244,12 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
         ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", ("@aift",))
-    if stage == "dpo":
+    if stage in PREFERENCE_STAGES:
         if not data.datasets:
-            ctx.reference("@aift", "dpo.datasets", ("@aift",))
-        policy = ctx.reference(data.model_name_or_path, "dpo.model_name_or_path", ("@sft", "@base"))
+            ctx.reference("@aift", f"{stage}.datasets", ("@aift",))
+        start = ctx.reference(data.model_name_or_path, f"{stage}.model_name_or_path", ("@sft", "@base"))
         if not data.model_name_or_path.startswith("@sft"):
-            check_model_source(ctx, policy, "dpo.model_name_or_path")
+            check_model_source(ctx, start, f"{stage}.model_name_or_path")
     else:
         check_model_source(ctx, recipe.model.model_name_or_path, "model.model_name_or_path")
     check_writable(ctx, Path(config.output_dir), f"{stage}.output_dir")
@@ -266,9 +270,8 @@ def check_aift(recipe: Recipe, ctx: Context) -> None:
 
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
-    references = ("@base", "@sft", "@dpo")
     for key in ("model", "baseline"):
-        path = ctx.reference(getattr(config, key), f"eval.{key}", references)
+        path = ctx.reference(getattr(config, key), f"eval.{key}", MODEL_REFERENCES)
         if not getattr(config, key).startswith("@"):
             check_model_source(ctx, path, f"eval.{key}")
     for index, dataset in enumerate(config.prompts.datasets):
@@ -284,6 +287,7 @@ def check_eval(recipe: Recipe, ctx: Context) -> None:
 
 CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
     "sft": check_training,
+    "rm": check_training,
     "dpo": check_training,
     "aift": check_aift,
     "eval": check_eval,
@@ -296,7 +300,7 @@ CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
 def check_endpoint(ctx: Context, endpoint: Any, key: str) -> None:
     model = getattr(endpoint, "model", None)
     if model and endpoint.backend != "openai":
-        path = ctx.reference(model, f"{key}.model", ("@base", "@sft", "@dpo"))
+        path = ctx.reference(model, f"{key}.model", JUDGE_REFERENCES if "judge" in key else MODEL_REFERENCES)
         if not model.startswith("@"):
             check_model_source(ctx, path, f"{key}.model")
     variable = getattr(endpoint, "api_key_env", None)

@@ -4,10 +4,12 @@
     model:    {TRL ModelConfig fields} + chat_template
     sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
     aift:     westwind.aift_config.AIFTConfig
+    rm:       {TRL RewardConfig fields} + the same data keys (default @aift) + model_name_or_path (default @sft)
+              + use_peft (default: model.use_peft)
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
     eval:     westwind.eval_config.EvalConfig
 
-References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
+References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from trl import DPOConfig, ModelConfig, SFTConfig
+from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
 from trl.scripts.utils import DatasetConfig
 
 from westwind import schema
@@ -47,6 +49,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
     # No reference model in memory while training (measured in docs/benchmarks.md).
     "dpo": {"report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
+    "rm": {"report_to": "none", "save_total_limit": 2},
 }
 
 
@@ -101,10 +104,21 @@ class DPOStageExtras(StageData):
     )
 
 
+@dataclasses.dataclass
+class RMStageExtras(StageData):
+    """The reward model trains on preference pairs (default: the AIFT pairs), from the dSFT model by default;
+    `test_split_size` pairs are held out for its pairwise accuracy."""
+
+    model_name_or_path: str = "@sft"
+    test_split_size: float | None = 0.1
+    use_peft: bool | None = None  # None: model.use_peft
+
+
 # The config classes behind each section, for --help (westwind.usage).
 SECTION_CLASSES: dict[str, tuple[type, ...]] = {
     "model": (ModelArgs,),
     "sft": (StageData, SFTConfig),
+    "rm": (RMStageExtras, RewardConfig),
     "dpo": (DPOStageExtras, DPOConfig),
     "aift": (AIFTConfig,),
     "eval": (EvalConfig,),
@@ -122,25 +136,27 @@ class Recipe:
     dpo: DPOConfig | None = None
     dpo_data: DPOStageExtras | None = None
     aift: Any = None
+    rm: RewardConfig | None = None
+    rm_data: RMStageExtras | None = None
     eval: Any = None
     overrides: list[str] = dataclasses.field(default_factory=list)  # as given on the command line
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
-        if stage in ("sft", "dpo") and config is not None:
+        if stage in ("sft", "rm", "dpo") and config is not None:
             return Path(config.output_dir)
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @aift into a concrete model or dataset path."""
+        """Turn @base / @sft / @rm / @dpo / @aift into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
             return str(self.stage_dir("sft"))
         if value == "@aift":
             return str(self.stage_dir("aift") / "dataset")
-        if value == "@dpo":
-            return str(self.stage_dir("dpo"))
+        if value in ("@dpo", "@rm"):
+            return str(self.stage_dir(value[1:]))
         return value
 
 
@@ -247,6 +263,11 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
         )
     if raw.get("aift") is not None:
         recipe.aift = schema.build(AIFTConfig, raw["aift"], "aift")
+    if raw.get("rm") is not None:
+        recipe.rm, recipe.rm_data = validate_trainer_stage(
+            raw["rm"], "rm", RewardConfig, RMStageExtras, recipe
+        )
+        check_rm_is_not_its_own_teacher(recipe)
     if raw.get("eval") is not None:
         recipe.eval = schema.build(EvalConfig, raw["eval"], "eval")
     return recipe
@@ -317,6 +338,16 @@ def looks_local(path: str) -> bool:
     )
 
 
+def check_rm_is_not_its_own_teacher(recipe: Recipe) -> None:
+    """AIFT runs before rm: an AIFT judge of @rm cannot be trained on that same AIFT's pairs."""
+    trains_on_aift = any(d.path == "@aift" for d in recipe.rm_data.datasets) or not recipe.rm_data.datasets
+    judge = recipe.aift.judge if recipe.aift is not None else None
+    if trains_on_aift and judge is not None and judge.model == "@rm":
+        raise schema.SchemaError(
+            "aift.judge.model", "@rm is trained on this recipe's AIFT pairs, so it cannot judge them"
+        )
+
+
 def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
     if dataset.path.startswith("@"):
         return  # references are the preflight's
@@ -345,7 +376,7 @@ def summarize(recipe: Recipe) -> str:
 
 def _default_like(config: Any) -> Any:
     """A default-built TRL config to diff against; westwind's own sections (aift, eval) print every field."""
-    if not isinstance(config, (SFTConfig, DPOConfig)):
+    if not isinstance(config, (SFTConfig, DPOConfig, RewardConfig)):
         return None
     return type(config)(output_dir=config.output_dir, use_cpu=config.use_cpu)
 

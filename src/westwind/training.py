@@ -72,18 +72,24 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
     return _trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
 
 
+def build_trainer(trainer_cls, config, model, tokenizer, dataset, peft_config, callbacks=None):
+    return trainer_cls(
+        model=model,
+        args=config,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+
+
 def _trainer(trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash):
+    """build_trainer, counting the rows TRL drops and storing the config hash in every checkpoint."""
     config = getattr(recipe, stage)
+    callbacks = [StageIdentity(config_hash)] if config_hash else None
     try:
-        return counting(trainer_cls)(
-            model=model,
-            args=config,
-            train_dataset=dataset["train"],
-            eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[StageIdentity(config_hash)] if config_hash else None,
-        )
+        return build_trainer(counting(trainer_cls), config, model, tokenizer, dataset, peft_config, callbacks)
     except NoRowsLeft as error:
         raise RecipeError(
             recipe.path,
