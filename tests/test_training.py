@@ -170,7 +170,7 @@ def long_and_short_preferences(path: Path, count: int) -> Path:
     return write_jsonl(path, rows)
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
+@pytest.mark.parametrize("stage", ["sft", "dpo", "rm"])
 def test_rows_trl_drops_are_counted_and_none_left_is_refused(stage, tmp_path, capsys, tiny_model):
     sft_data = long_and_short_conversations(tmp_path / "sft.jsonl", 16)
     dpo_data = long_and_short_preferences(tmp_path / "dpo.jsonl", 16)
@@ -181,6 +181,13 @@ def test_rows_trl_drops_are_counted_and_none_left_is_refused(stage, tmp_path, ca
         dpo_data,
         sft={"max_steps": 1, "max_length": 32},
         dpo={"max_steps": 1, "max_length": 32, "model_name_or_path": str(tiny_model)},
+        rm={
+            "datasets": [{"path": str(dpo_data)}],
+            "model_name_or_path": str(tiny_model),
+            "test_split_size": None,
+            "max_steps": 1,
+            "max_length": 48,  # the reward trainer's limit covers prompt + answer
+        },
     )
     stage_main(stage, recipe)
     stats = json.loads((tmp_path / "out" / stage / "data_stats.json").read_text())

@@ -59,7 +59,7 @@ def sft_trainer(recipe: Recipe, dataset, config_hash: str | None = None):
     model_args = absolute_model(recipe.model)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path, model_args)
     model, peft_config = models.sft_model(model_args, tokenizer)
-    return _trainer(SFTTrainer, recipe, "sft", model, tokenizer, dataset, peft_config, config_hash)
+    return stage_trainer(SFTTrainer, recipe, "sft", model, tokenizer, dataset, peft_config, config_hash)
 
 
 def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | None = None):
@@ -69,27 +69,24 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
     merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
     model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
-    return _trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
+    return stage_trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
 
 
-def build_trainer(trainer_cls, config, model, tokenizer, dataset, peft_config, callbacks=None):
-    return trainer_cls(
-        model=model,
-        args=config,
-        train_dataset=dataset["train"],
-        eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
-    )
-
-
-def _trainer(trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash):
-    """build_trainer, counting the rows TRL drops and storing the config hash in every checkpoint."""
+def stage_trainer(
+    trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash
+):
+    """TRL's trainer for a stage, counting the rows TRL drops and storing the config hash in every checkpoint."""
     config = getattr(recipe, stage)
-    callbacks = [StageIdentity(config_hash)] if config_hash else None
     try:
-        return build_trainer(counting(trainer_cls), config, model, tokenizer, dataset, peft_config, callbacks)
+        return counting(trainer_cls)(
+            model=model,
+            args=config,
+            train_dataset=dataset["train"],
+            eval_dataset=dataset.get("test") if config.eval_strategy != "no" else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[StageIdentity(config_hash)] if config_hash else None,
+        )
     except NoRowsLeft as error:
         raise RecipeError(
             recipe.path,
@@ -254,8 +251,9 @@ def resolved_recipe_text(recipe: Recipe) -> str:
 DROP_REASONS = {
     "sft": "no completion token left after truncation",
     "dpo": "the prompt alone fills max_length",
+    "rm": "chosen or rejected is longer than max_length",
 }
-DROP_HINTS = {"sft": " or set truncation_mode: keep_end", "dpo": ""}
+DROP_HINTS = {"sft": " or set truncation_mode: keep_end", "dpo": "", "rm": ""}
 
 
 class NoRowsLeft(Exception):
@@ -285,7 +283,9 @@ def count_dropped_rows(trainer, stage: str) -> dict[str, Any]:
     """The rows TRL dropped per split, printed with their share once, for the stage's data_stats.json.
     Packed splits are left out: packing truncates nothing and drops no row."""
     config = trainer.args
-    stats: dict[str, Any] = {"max_length": config.max_length, "truncation_mode": config.truncation_mode}
+    stats: dict[str, Any] = {"max_length": config.max_length}
+    if hasattr(config, "truncation_mode"):  # the reward trainer drops long rows; it has no truncation side
+        stats["truncation_mode"] = config.truncation_mode
     packed = {"train": getattr(config, "packing", False)}
     packed["eval"] = packed["train"] if getattr(config, "eval_packing", None) is None else config.eval_packing
     for split, (rows, kept) in getattr(trainer, "row_counts", {}).items():
