@@ -13,6 +13,7 @@ from typing import Literal
 from trl.scripts.utils import DatasetConfig
 
 from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.principles import check_weights
 
 Backend = Literal["transformers", "vllm", "openai"]
 JudgeKind = Literal["ultrafeedback", "pairwise", "reward_model", "verifier"]
@@ -38,21 +39,36 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1]")
 
 
-@dataclass(kw_only=True)
-class EndpointConfig:
-    """Where a model runs. Backend-specific keys are ignored by the other backends."""
+@dataclass
+class TransformersOptions:
+    """backend: transformers (local batched generation)."""
 
-    model: str  # a local path, a hub id, @sft or @base; for openai: the served model name
-    backend: Backend = "transformers"
-    chat_template: str | None = None  # @sft/@base default to the recipe's model.chat_template
-    dtype: str | None = None  # default: the recipe's model.dtype for @sft/@base, else "auto"
-    # transformers
     batch_size: int = 8
     device: str | None = None  # default: cuda when available, else cpu
-    # vllm
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+@dataclass
+class VLLMOptions:
+    """backend: vllm (offline vLLM in this process)."""
+
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
-    # openai (any OpenAI-compatible endpoint)
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be at least 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+
+@dataclass
+class OpenAIOptions:
+    """backend: openai (any OpenAI-compatible endpoint)."""
+
     base_url: str | None = None
     api_key_env: str | None = None  # the env var holding the key; the key itself never enters a recipe
     concurrency: int = 8
@@ -62,14 +78,69 @@ class EndpointConfig:
     backoff_max: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_retries < 0 or self.timeout <= 0:
+            raise ValueError("max_retries must be >= 0 and timeout > 0")
+
+
+BACKEND_OPTIONS: dict[str, type] = {
+    "transformers": TransformersOptions,
+    "vllm": VLLMOptions,
+    "openai": OpenAIOptions,
+}
+BackendOptions = TransformersOptions | VLLMOptions | OpenAIOptions
+
+
+def backend_of_key(name: str) -> str | None:
+    return next(
+        (b for b, cls in BACKEND_OPTIONS.items() if name in {f.name for f in dataclasses.fields(cls)}), None
+    )
+
+
+@dataclass(kw_only=True)
+class EndpointConfig:
+    """Where a model runs. The backend-specific keys (None: not given) belong to exactly one backend each;
+    a key of another backend is an error, like any unknown key."""
+
+    model: str  # a local path, a hub id, @sft or @base; for openai: the served model name
+    backend: Backend = "transformers"
+    chat_template: str | None = None  # @sft/@base default to the recipe's model.chat_template
+    dtype: str | None = None  # default: the recipe's model.dtype for @sft/@base, else "auto"
+    revision: str | None = None  # a hub model's revision (default: main; @base: model.model_revision)
+    # transformers
+    batch_size: int | None = None
+    device: str | None = None
+    # vllm
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    # openai
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    backoff_initial: float | None = None
+    backoff_max: float | None = None
+
+    def __post_init__(self) -> None:
         template = self.chat_template
         if template is not None and not is_jinja(template) and template not in TEMPLATES:
             raise ValueError(f"unknown chat_template {template!r}; shipped: {', '.join(sorted(TEMPLATES))}")
-        for name in ("batch_size", "tensor_parallel_size", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.max_retries < 0 or self.timeout <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout > 0")
+        self.options()  # validates the backend's own keys and rejects the other backends' keys
+
+    def options(self) -> BackendOptions:
+        """This backend's settings: the keys given, defaults for the rest."""
+        cls = BACKEND_OPTIONS[self.backend]
+        own = {f.name for f in dataclasses.fields(cls)}
+        for name in sorted(
+            n for o in BACKEND_OPTIONS.values() for n in (f.name for f in dataclasses.fields(o))
+        ):
+            if name not in own and getattr(self, name) is not None:
+                raise ValueError(
+                    f"`{name}` is a {backend_of_key(name)} key; backend {self.backend} does not take it"
+                )
+        return cls(**{name: getattr(self, name) for name in own if getattr(self, name) is not None})
 
 
 @dataclass(kw_only=True)
@@ -78,13 +149,17 @@ class GeneratorConfig(EndpointConfig):
 
     sampling: SamplingConfig
     n: int = 1
-    principles: bool = False  # UltraFeedback-style: a sampled principle system prompt per completion
+    # UltraFeedback-style: a sampled principle system prompt per completion. true: UltraFeedback's weights
+    # (see westwind.principles); or a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}.
+    principles: bool | dict[str, float] = False
     name: str | None = None  # the label recorded with each completion (default: the model)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n < 1:
             raise ValueError("n must be at least 1")
+        if isinstance(self.principles, dict):
+            check_weights(self.principles)
         if self.n > 1 and self.sampling.temperature == 0:
             raise ValueError("n > 1 at temperature 0 gives n identical completions; raise the temperature")
 
@@ -99,7 +174,10 @@ class JudgeConfig(EndpointConfig):
     aspects: list[Aspect] = field(default_factory=lambda: list(ASPECTS))
     max_reasks: int = 2  # re-asks after an unparsable reply
     function: str | None = None  # verifier: "module:function(prompt, completion, reference) -> float"
-    reference_column: str = "reference"  # verifier: the prompt dataset's column holding the reference
+    # The prompt dataset's column holding a per-prompt reference: the verifier's answer key, and the
+    # ultrafeedback judge's world knowledge for truthfulness (used when the column exists).
+    reference_column: str = "reference"
+    texts_per_request: int = 4  # ultrafeedback: candidates rated per request (larger pools are chunked)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +198,11 @@ class JudgeConfig(EndpointConfig):
             raise ValueError("function must look like `package.module:function`")
         if not self.aspects or self.max_reasks < 0:
             raise ValueError("aspects must not be empty and max_reasks must be >= 0")
+        duplicates = sorted({a for a in self.aspects if self.aspects.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"aspects lists {', '.join(duplicates)} more than once")
+        if self.texts_per_request < 2:
+            raise ValueError("texts_per_request must be at least 2")
 
 
 @dataclass
@@ -189,4 +272,5 @@ def fingerprint_fields(config: object, skip: tuple[str, ...] = ()) -> dict:
         "backoff_max",
     }
     ignored |= {"gpu_memory_utilization", "tensor_parallel_size", "base_url", "api_key_env", *skip}
+    ignored |= {"model"}  # the model enters fingerprints as its content identity (westwind.endpoints)
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignored}

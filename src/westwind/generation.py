@@ -1,7 +1,7 @@
 """Chat generation backends shared by AIFT generators and LLM judges: transformers, vLLM, OpenAI-compatible.
 
-Every backend takes a list of `ChatRequest`s and reports each `Result` through a callback as soon as it is
-done, so the caller can persist finished work incrementally.
+Every backend takes a list of `ChatRequest`s and yields each finished `Result` (in completion order for the
+async openai backend), so the caller can persist finished work incrementally.
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from westwind.aift_config import EndpointConfig, SamplingConfig
+from westwind.aift_config import (
+    EndpointConfig,
+    OpenAIOptions,
+    SamplingConfig,
+    TransformersOptions,
+    VLLMOptions,
+)
+from westwind.endpoints import ResolvedModel
 from westwind.errors import RunError
 from westwind.seeding import stable_seed
 
@@ -48,13 +55,10 @@ class Result:
     failures: Counter = field(default_factory=Counter)  # transient failures retried on the way
 
 
-OnResult = Callable[[Result], None]
-
-
 class Backend(Protocol):
     name: str
 
-    def run(self, requests: list[ChatRequest], on_result: OnResult) -> None: ...
+    def run(self, requests: list[ChatRequest]) -> Iterator[Result]: ...
 
     def close(self) -> None: ...
 
@@ -74,75 +78,17 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return (text[: min(positions)], True) if positions else (text, False)
 
 
-# ---------------------------------------------------------------- UltraFeedback-style principles
-
-# Our own wording of the UltraFeedback principles; one is drawn per completion to diversify the pool.
-PRINCIPLES: dict[str, list[str]] = {
-    "helpfulness": [
-        "You are a helpful assistant. Give an accurate, complete and engaging answer that serves the user's need.",
-        "Aim to be genuinely useful: answer the question asked, add the context that helps, and keep it clear.",
-    ],
-    "harmlessness": [
-        "You are a careful assistant. Help the user while avoiding anything harmful, unsafe or disrespectful.",
-        "Be helpful, but never produce content that could hurt people, property or the environment.",
-    ],
-    "honesty": [
-        "You are an honest assistant. If you are unsure or do not know, say so plainly instead of guessing.",
-        "Be truthful about the limits of your knowledge; admit uncertainty rather than inventing an answer.",
-    ],
-    "verbalized_calibration": [
-        "Answer the question, then state how confident you are in your answer as a percentage.",
-        "After answering, add a short confidence estimate (for example 'Confidence: 80%').",
-    ],
-    "truthfulness": [
-        "You are a factual assistant. Stick to verified facts and do not invent names, numbers or events.",
-        "Only state what is accurate and grounded; if a premise of the question is false, point that out.",
-    ],
-}
-
-
-def draw_principle(seed: int) -> tuple[str, str]:
-    """A (principle, system prompt) pair, chosen uniformly and reproducibly from `seed`."""
-    rng = random.Random(seed)
-    name = rng.choice(sorted(PRINCIPLES))
-    return name, rng.choice(PRINCIPLES[name])
-
-
-def with_system_prompt(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
-    """Prepend `system` (merged into an existing system turn: many templates allow only one)."""
-    if messages and messages[0]["role"] == "system":
-        return [{"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}, *messages[1:]]
-    return [{"role": "system", "content": system}, *messages]
-
-
 # ---------------------------------------------------------------- building a backend
 
 
-def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None):
-    """@sft/@base inherit the recipe's model options; other models get only the endpoint's own."""
-    from westwind.recipe import ModelArgs
-
-    if recipe is not None and endpoint.model in ("@sft", "@base"):
-        return dataclasses.replace(
-            recipe.model,
-            model_name_or_path=path,
-            chat_template=endpoint.chat_template or recipe.model.chat_template,
-            dtype=endpoint.dtype or recipe.model.dtype,
-        )
-    return ModelArgs(
-        model_name_or_path=path, chat_template=endpoint.chat_template, dtype=endpoint.dtype or "auto"
-    )
-
-
-def build_backend(endpoint: EndpointConfig, recipe: Any | None = None, seed: int = 0) -> Backend:
-    """The backend for an endpoint; `recipe` resolves @sft/@base and supplies their model options."""
-    path = recipe.resolve_reference(endpoint.model) if recipe is not None else endpoint.model
+def build_backend(endpoint: EndpointConfig, model: ResolvedModel, seed: int = 0) -> Backend:
+    """The backend for an endpoint whose model is already resolved (westwind.endpoints.resolve_model)."""
+    options = endpoint.options()
     if endpoint.backend == "openai":
-        return OpenAIBackend(endpoint, path)
-    model_args = model_args_for(endpoint, path, recipe)
+        return OpenAIBackend(options, model.path)
     if endpoint.backend == "vllm":
-        return VLLMBackend(endpoint, path, model_args, seed)
-    return TransformersBackend(endpoint, path, model_args)
+        return VLLMBackend(options, model.path, model.model_args, seed)
+    return TransformersBackend(options, model.path, model.model_args)
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -182,23 +128,23 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, endpoint: EndpointConfig, path: str, model_args):
+    def __init__(self, options: TransformersOptions, path: str, model_args):
         import torch
 
         from westwind.models import load_causal_lm, load_tokenizer
 
-        self.device = endpoint.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.batch_size = endpoint.batch_size
+        self.device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.batch_size = options.batch_size
         self.tokenizer = load_tokenizer(path, model_args)
         self.tokenizer.padding_side = "left"
         self.model = load_causal_lm(path, model_args, self.tokenizer, quantize=False).to(self.device).eval()
         eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
         self.eos_token_ids = sorted(i for i in eos if i is not None)
 
-    def run(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+    def run(self, requests: list[ChatRequest]) -> Iterator[Result]:
         for batch in self.batches(requests):
             for request, completions in zip(batch, self.generate_batch(batch), strict=True):
-                on_result(Result(request, completions))
+                yield Result(request, completions)
 
     def batches(self, requests: list[ChatRequest]) -> list[list[ChatRequest]]:
         """Requests with equal sampling settings, sorted by prompt length, cut to `batch_size` sequences each."""
@@ -296,7 +242,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, endpoint: EndpointConfig, path: str, model_args, seed: int):
+    def __init__(self, options: VLLMOptions, path: str, model_args, seed: int):
         from westwind.models import load_tokenizer
 
         self.vllm = import_vllm()
@@ -304,19 +250,19 @@ class VLLMBackend:
         self.tokenizer = load_tokenizer(path, model_args)
         self.llm = self.vllm.LLM(
             model=path,
-            tensor_parallel_size=endpoint.tensor_parallel_size,
+            tensor_parallel_size=options.tensor_parallel_size,
             seed=seed,
             dtype=model_args.dtype or "auto",
-            gpu_memory_utilization=endpoint.gpu_memory_utilization,
+            gpu_memory_utilization=options.gpu_memory_utilization,
             trust_remote_code=model_args.trust_remote_code,
         )
 
-    def run(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+    def run(self, requests: list[ChatRequest]) -> Iterator[Result]:
         prompts = [{"prompt_token_ids": chat_prompt_ids(self.tokenizer, r.messages)} for r in requests]
         params = [self.sampling_params(r) for r in requests]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         for request, output in zip(requests, outputs, strict=True):
-            on_result(Result(request, [Completion(o.text.strip(), o.finish_reason) for o in output.outputs]))
+            yield Result(request, [Completion(o.text.strip(), o.finish_reason) for o in output.outputs])
 
     def sampling_params(self, request: ChatRequest):
         sampling = request.sampling
@@ -390,38 +336,70 @@ def completion_of(response: Any) -> Completion:
     return Completion(content.strip(), getattr(choices[0], "finish_reason", None))
 
 
+class EndpointRejected(RunError):
+    """The endpoint refused the credentials (401/403): retrying cannot help, so the run stops."""
+
+
+def redact_key(text: str, key: str) -> str:
+    """`text` without the key: whole, or partly masked as error bodies echo it (`gsk_ab****yz12`), whatever
+    its prefix. A token goes when a piece of it (between masking stars) of 4+ characters is part of the key
+    and the token is masked or that piece is 8+ characters long."""
+    if key and key != "EMPTY":
+        text = text.replace(key, "***")
+
+        def hide(match: re.Match) -> str:
+            token = match.group(0)
+            pieces = [p for p in re.split(r"[*.]{2,}|\*+", token) if len(p) >= 4]
+            masked = "*" in token or "..." in token
+            if any(p in key and (masked or len(p) >= 8) for p in pieces):
+                return "***"
+            return token
+
+        text = re.sub(r"[A-Za-z0-9_\-*.]{4,}", hide, text)
+    return re.sub(r"\bsk-[A-Za-z0-9*_\-.]{4,}", "sk-***", text)
+
+
 class OpenAIBackend:
     """Async OpenAI-compatible client: bounded concurrency, our own retries so every failure is counted."""
 
     name = "openai"
 
-    def __init__(self, endpoint: EndpointConfig, model: str):
-        self.endpoint = endpoint
+    def __init__(self, options: OpenAIOptions, model: str):
+        self.options = options
         self.model = model
-        self.api_key = read_api_key(endpoint.api_key_env)
+        self.api_key = read_api_key(options.api_key_env)
         self.failures: Counter = Counter()
 
-    def run(self, requests: list[ChatRequest], on_result: OnResult) -> None:
-        asyncio.run(self.run_async(requests, on_result))
-
-    async def run_async(self, requests: list[ChatRequest], on_result: OnResult) -> None:
+    def run(self, requests: list[ChatRequest]) -> Iterator[Result]:
+        """Results as they finish. A private event loop runs until the next result is ready, so the caller
+        may persist each one before the next arrives."""
         from openai import AsyncOpenAI
 
+        loop = asyncio.new_event_loop()
         client = AsyncOpenAI(
-            base_url=self.endpoint.base_url,
+            base_url=self.options.base_url,
             api_key=self.api_key,
             max_retries=0,
-            timeout=self.endpoint.timeout,
+            timeout=self.options.timeout,
         )
-        semaphore = asyncio.Semaphore(self.endpoint.concurrency)
+        semaphore = asyncio.Semaphore(self.options.concurrency)
+        pending = {loop.create_task(self.run_one(client, semaphore, r)) for r in requests}
         try:
-            await asyncio.gather(*(self.run_one(client, semaphore, r, on_result) for r in requests))
+            while pending:
+                done, pending = loop.run_until_complete(
+                    asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                )
+                for task in done:
+                    yield task.result()
         finally:
-            await client.close()
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(client.close())
+            loop.close()
 
-    async def run_one(
-        self, client, semaphore: asyncio.Semaphore, request: ChatRequest, on_result: OnResult
-    ) -> None:
+    async def run_one(self, client, semaphore: asyncio.Semaphore, request: ChatRequest) -> Result:
         failures: Counter = Counter()
         samples = [self.sample(client, semaphore, request, i, failures) for i in range(request.n)]
         # Every sample runs to its end, so the failures of all of them are in the result.
@@ -431,9 +409,8 @@ class OpenAIBackend:
             if not isinstance(error, RequestFailed):
                 raise error
         if errors:
-            on_result(Result(request, None, str(errors[0]), failures))
-        else:
-            on_result(Result(request, list(outcomes), None, failures))
+            return Result(request, None, str(errors[0]), failures)
+        return Result(request, list(outcomes), None, failures)
 
     async def sample(
         self, client, semaphore: asyncio.Semaphore, request: ChatRequest, index: int, failures: Counter
@@ -450,7 +427,7 @@ class OpenAIBackend:
         }
         if sampling.stop:
             kwargs["stop"] = sampling.stop
-        attempts = self.endpoint.max_retries + 1
+        attempts = self.options.max_retries + 1
         for attempt in range(attempts):
             try:
                 async with semaphore:
@@ -460,6 +437,12 @@ class OpenAIBackend:
                 failures[reason] += 1
                 self.failures[reason] += 1
                 message = self.redact(f"{reason}: {type(error).__name__}: {str(error)[:300]}")
+                if getattr(error, "status_code", None) in (401, 403):
+                    raise EndpointRejected(
+                        f"{self.options.base_url or 'the openai endpoint'} rejected the API key"
+                        f"{f' from {self.options.api_key_env}' if self.options.api_key_env else ''}: "
+                        f"{message}; fix the key (rerunning will not help)"
+                    ) from None
                 if reason not in RETRYABLE or attempt == attempts - 1:
                     raise RequestFailed(
                         f"gave up after {attempt + 1} attempt(s); last error {message}"
@@ -470,19 +453,17 @@ class OpenAIBackend:
 
     def backoff(self, attempt: int, error: BaseException) -> float:
         """Exponential backoff with jitter, never shorter than the server's Retry-After."""
-        ceiling = min(self.endpoint.backoff_max, self.endpoint.backoff_initial * 2**attempt)
+        ceiling = min(self.options.backoff_max, self.options.backoff_initial * 2**attempt)
         delay = random.uniform(ceiling / 2, ceiling)
         response = getattr(error, "response", None)
         retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after and re.fullmatch(r"\d+(\.\d+)?", retry_after):
-            delay = max(delay, min(float(retry_after), self.endpoint.backoff_max))
+            delay = max(delay, min(float(retry_after), self.options.backoff_max))
         return delay
 
     def redact(self, text: str) -> str:
         """Error bodies can echo the key (even partially masked); keep all of it out of records and logs."""
-        if self.api_key != "EMPTY":
-            text = text.replace(self.api_key, "***")
-        return re.sub(r"\bsk-[A-Za-z0-9*_\-.]{4,}", "sk-***", text)
+        return redact_key(text, self.api_key)
 
     def close(self) -> None:
         pass
