@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from westwind.aift_config import JudgeConfig, SamplingConfig
+from westwind.endpoints import resolve_model
 from westwind.evaluation import parse_single_rating, single_answer_scores, win_rate
 from westwind.generation import build_backend
 from westwind.judges import ParseFailure
@@ -40,7 +41,7 @@ def test_single_answer_scores_count_every_prompt_with_a_real_backend(tiny_model)
     judge = JudgeConfig(
         kind="pairwise", model=str(tiny_model), sampling=SamplingConfig(max_new_tokens=6), max_reasks=1
     )
-    backend = build_backend(judge)
+    backend = build_backend(judge, resolve_model(judge, None))
     items = prompts(["reverse: red cat", "reverse: big dog", "reverse: blue sun"])
     scores = single_answer_scores(backend, judge, items, ["cat red", "dog big", "sun"])
     # A random tiny judge cannot follow the format: nothing is dropped silently, every prompt is scored or failed.

@@ -383,7 +383,8 @@ class OpenAIBackend:
             timeout=self.options.timeout,
         )
         semaphore = asyncio.Semaphore(self.options.concurrency)
-        pending = {loop.create_task(self.run_one(client, semaphore, r)) for r in requests}
+        tasks = [loop.create_task(self.run_one(client, semaphore, r)) for r in requests]
+        pending = set(tasks)
         try:
             while pending:
                 done, pending = loop.run_until_complete(
@@ -394,8 +395,8 @@ class OpenAIBackend:
         finally:
             for task in pending:
                 task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # Settles the cancelled tasks and marks every task's exception as seen (one is being raised).
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.run_until_complete(client.close())
             loop.close()
 

@@ -55,6 +55,8 @@ def parse_ratings(reply: str, count: int, allow_na: bool) -> list[ParsedRating]:
 
 def _blocks(reply: str, header: re.Pattern) -> list[tuple[int, str]]:
     headers = list(header.finditer(reply))
+    if not headers:
+        return []
     ends = [h.start() for h in headers[1:]] + [len(reply)]
     return [(int(h.group(1)), reply[h.end() : end]) for h, end in zip(headers, ends, strict=True)]
 
