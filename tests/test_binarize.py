@@ -192,3 +192,12 @@ def test_empty_completions_are_never_paired(policy):
         row, reason = binarize(record([9.0, 5.0, 1.0], ["   ", "Blue.", "A dog."]), config, seed)
         assert reason is None
         assert row["chosen"][0]["content"] == "Blue." and row["rejected"][0]["content"] == "A dog."
+
+
+def test_min_margin_draws_only_among_candidates_that_meet_it():
+    config = BinarizeConfig(policy="best_vs_random", min_margin=1.0)
+    for seed in range(30):
+        row, reason = binarize(record([5.0, 4.9, 1.0], ["Best.", "Close.", "Far."]), config, seed)
+        assert reason is None and row["score_rejected"] == 1.0
+    row, reason = binarize(record([5.0, 4.9], ["Best.", "Close."]), config, 0)
+    assert row is None and reason == "below_margin"
