@@ -12,7 +12,7 @@ from aift_helpers import ScriptedBackend, native_ratings
 from test_judges_rubrics import shown_texts
 
 from westwind.aift.rate import rated_candidate
-from westwind.aift.stats import score_by_position
+from westwind.aift.stats import score_by_position, summary
 from westwind.aift_config import ASPECTS, JudgeConfig, SamplingConfig
 from westwind.judges import JudgeItem, UltraFeedbackJudge
 from westwind.judges.rubrics import RUBRICS, TYPED_ASPECTS
@@ -118,6 +118,9 @@ def test_position_bias_is_spread_over_candidates_and_visible_in_stats():
         "2": {"mean": 2.0, "ratings": 30},
         "3": {"mean": 2.0, "ratings": 30},
     }
+    assert "by display position (position bias): 1: 5.00, 2: 2.00, 3: 2.00" in summary(
+        {"score_by_position": by_position}
+    )
 
 
 def test_world_knowledge_reaches_the_truthfulness_rubric():

@@ -138,7 +138,7 @@ class EndpointConfig:
         ):
             if name not in own and getattr(self, name) is not None:
                 raise ValueError(
-                    f"`{name}` is a {backend_of_key(name)} key; backend {self.backend} does not take it"
+                    f"`{name}` is a key of backend {backend_of_key(name)}; backend {self.backend} does not take it"
                 )
         return cls(**{name: getattr(self, name) for name in own if getattr(self, name) is not None})
 
