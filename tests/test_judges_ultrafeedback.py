@@ -110,7 +110,9 @@ def test_position_bias_is_spread_over_candidates_and_visible_in_stats():
     winners = Counter(max(range(3), key=lambda c: j.ratings[c].score) for j in judgments)
     assert set(winners) == {0, 1, 2} and max(winners.values()) < 20
     candidates = [
-        rated_candidate({"text": t}, r) for j in judgments for t, r in zip(j.item.candidates, j.ratings)
+        rated_candidate({"text": t}, r)
+        for j in judgments
+        for t, r in zip(j.item.candidates, j.ratings, strict=True)
     ]
     by_position = score_by_position(candidates)
     assert by_position == {

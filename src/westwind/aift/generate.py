@@ -6,10 +6,8 @@ import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
-from tqdm.auto import tqdm
-
-from westwind.aift.workspace import GENERATED_KEY, Keys, Models, Workspace, chunks, latest_ok
-from westwind.aift_config import AIFTConfig, GeneratorConfig
+from westwind.aift.workspace import GENERATED_KEY, ShardRun, latest_ok
+from westwind.aift_config import GeneratorConfig
 from westwind.generation import ChatRequest, Result, build_backend, resolved_sampling
 from westwind.io import Journal
 from westwind.principles import draw_principle, principle_weights, with_system_prompt
@@ -83,16 +81,9 @@ def candidate(generator: GeneratorConfig, result: Result, sample: int, completio
     }
 
 
-def generate(
-    config: AIFTConfig,
-    prompts: list[Prompt],
-    models: Models,
-    keys: Keys,
-    workspace: Workspace,
-    journal: Journal,
-    progress: bool,
-) -> None:
-    done = latest_ok(workspace.all_records("generated.jsonl"), GENERATED_KEY)
+def generate(run: ShardRun, journal: Journal) -> None:
+    config, prompts, models, keys = run.config, run.prompts, run.models, run.keys
+    done = latest_ok(run.workspace.all_records("generated.jsonl"), GENERATED_KEY)
     for index, generator in enumerate(config.generators):
         todo = [p for p in prompts if keys.generated(p, index) not in done]
         if not todo:
@@ -101,14 +92,11 @@ def generate(
         expected = generator.n if principle_weights(generator.principles) else 1
         label = generator_label(generator)
         try:
-            with tqdm(total=len(todo), desc=f"generate {label}", unit="prompt", disable=not progress) as bar:
-                for chunk in chunks(todo, config.chunk_size):
-                    requests = [
-                        r for p in chunk for r in generation_requests(p, index, generator, config.seed)
-                    ]
-                    for prompt_id, results in per_prompt(backend.run(requests), expected):
-                        key = keys.generators[index]
-                        journal.append(generated_record(prompt_id, results, index, generator, key))
-                        bar.update(1)
+            for chunk, bar in run.in_chunks(todo, f"generate {label}"):
+                requests = [r for p in chunk for r in generation_requests(p, index, generator, config.seed)]
+                for prompt_id, results in per_prompt(backend.run(requests), expected):
+                    key = keys.generators[index]
+                    journal.append(generated_record(prompt_id, results, index, generator, key))
+                    bar.update(1)
         finally:
             backend.close()

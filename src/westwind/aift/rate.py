@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import math
 
-from tqdm.auto import tqdm
-
-from westwind.aift.workspace import GENERATED_KEY, JUDGED_KEY, Keys, Models, Workspace, chunks, latest_ok
-from westwind.aift_config import AIFTConfig
+from westwind.aift.workspace import GENERATED_KEY, JUDGED_KEY, Keys, ShardRun, latest_ok
 from westwind.io import Journal
 from westwind.judges import JudgeItem, Judgment, Rating, make_judge
 from westwind.prompts import Prompt
@@ -59,15 +56,8 @@ def judged_record(judgment: Judgment, prompt: Prompt, candidates: list[dict], ke
     }
 
 
-def judge(
-    config: AIFTConfig,
-    prompts: list[Prompt],
-    models: Models,
-    keys: Keys,
-    workspace: Workspace,
-    journal: Journal,
-    progress: bool,
-) -> None:
+def judge(run: ShardRun, journal: Journal) -> None:
+    config, prompts, keys, workspace = run.config, run.prompts, run.keys, run.workspace
     judged = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
     ready = ready_candidates(
         prompts, keys, latest_ok(workspace.all_records("generated.jsonl"), GENERATED_KEY)
@@ -75,21 +65,18 @@ def judge(
     todo = [p for p in prompts if p.prompt_id in ready and keys.judged(p) not in judged]
     if not todo:
         return
-    teacher = make_judge(config.judge, models.judge, config.seed)
+    teacher = make_judge(config.judge, run.models.judge, config.seed)
     by_id = {p.prompt_id: p for p in todo}
     try:
-        with tqdm(
-            total=len(todo), desc=f"judge ({config.judge.kind})", unit="prompt", disable=not progress
-        ) as bar:
-            for chunk in chunks(todo, config.chunk_size):
-                items = [
-                    JudgeItem(p.prompt_id, p.messages, [c["text"] for c in ready[p.prompt_id]], p.reference)
-                    for p in chunk
-                ]
-                for judgment in teacher.judge(items):
-                    prompt = by_id[judgment.item.key]
-                    key = keys.judged(prompt)[1]
-                    journal.append(judged_record(judgment, prompt, ready[prompt.prompt_id], key))
-                    bar.update(1)
+        for chunk, bar in run.in_chunks(todo, f"judge ({config.judge.kind})"):
+            items = [
+                JudgeItem(p.prompt_id, p.messages, [c["text"] for c in ready[p.prompt_id]], p.reference)
+                for p in chunk
+            ]
+            for judgment in teacher.judge(items):
+                prompt = by_id[judgment.item.key]
+                key = keys.judged(prompt)[1]
+                journal.append(judged_record(judgment, prompt, ready[prompt.prompt_id], key))
+                bar.update(1)
     finally:
         teacher.close()

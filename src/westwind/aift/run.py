@@ -11,7 +11,7 @@ from typing import Any
 from westwind.aift.generate import generate
 from westwind.aift.rate import judge
 from westwind.aift.stats import failure_stats, pair_stats
-from westwind.aift.workspace import JUDGED_KEY, Workspace, latest_ok, make_keys, resolve_models
+from westwind.aift.workspace import JUDGED_KEY, ShardRun, Workspace, latest_ok, make_keys, resolve_models
 from westwind.binarize import binarize_all
 from westwind.errors import DataError, RecipeError, RunError
 from westwind.io import Journal, atomic_write_jsonl, atomic_write_text, read_jsonl, save_dataset_atomic
@@ -69,9 +69,10 @@ def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = T
     models, keys = current_keys(recipe, workspace)
     shard_dir = workspace.shard_dir(index, count)
     generated, judged = Journal(shard_dir / "generated.jsonl"), Journal(shard_dir / "judged.jsonl")
+    run = ShardRun(recipe.aift, prompts, models, keys, workspace, progress)
     try:
-        generate(recipe.aift, prompts, models, keys, workspace, generated, progress)
-        judge(recipe.aift, prompts, models, keys, workspace, judged, progress)
+        generate(run, generated)
+        judge(run, judged)
     finally:
         generated.close()
         judged.close()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from westwind.aift_config import AIFTConfig, fingerprint_fields
 from westwind.endpoints import ResolvedModel, resolve_model
 from westwind.io import digest, read_jsonl
@@ -97,6 +99,24 @@ def make_keys(config: AIFTConfig, models: Models) -> Keys:
     identity = models.judge.identity if models.judge is not None else None
     judge = fingerprint([fingerprint_fields(config.judge), config.seed, generators, identity])
     return Keys(generators, judge)
+
+
+@dataclass
+class ShardRun:
+    """What generation and judging of one shard share: its settings, prompts, models, keys and folder."""
+
+    config: AIFTConfig
+    prompts: list[Prompt]
+    models: Models
+    keys: Keys
+    workspace: Workspace
+    progress: bool = True
+
+    def in_chunks(self, todo: list[Prompt], description: str) -> Iterator[tuple[list[Prompt], tqdm]]:
+        """`todo` in units of `chunk_size` prompts, with the progress bar (one tick per finished prompt)."""
+        with tqdm(total=len(todo), desc=description, unit="prompt", disable=not self.progress) as bar:
+            for chunk in chunks(todo, self.config.chunk_size):
+                yield chunk, bar
 
 
 def latest_ok(records: Iterable[dict], key_fields: tuple[str, ...]) -> dict[tuple, dict]:
