@@ -194,6 +194,8 @@ class JudgeConfig(EndpointConfig):
                 raise ValueError(f"kind {self.kind} needs `sampling` with max_new_tokens")
             if self.sampling.temperature not in (None, 0, 0.0):
                 raise ValueError("LLM judges run at temperature 0; remove sampling.temperature")
+        if self.kind == "reward_model" and self.backend != "transformers":
+            raise ValueError("a reward_model judge runs locally: backend must be transformers")
         if self.function is not None and self.function.count(":") != 1:
             raise ValueError("function must look like `package.module:function`")
         if not self.aspects or self.max_reasks < 0:

@@ -108,5 +108,9 @@ class DigestCache:
         return self.entries[key]
 
     def save(self) -> None:
-        if self.path is not None and self.changed:
+        if self.path is None or not self.changed:
+            return
+        try:
             atomic_write_json(self.path, self.entries)
+        except OSError:  # shards racing on the same cache file: it is only a cache, the next run rehashes
+            pass
