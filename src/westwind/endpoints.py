@@ -9,6 +9,7 @@ most an endpoint tells. AIFT and eval key their reuse on it, so retraining dSFT 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -110,7 +111,6 @@ class DigestCache:
     def save(self) -> None:
         if self.path is None or not self.changed:
             return
-        try:
+        # Shards racing on the same cache file may fail to write it: it is only a cache; a later run rehashes.
+        with contextlib.suppress(OSError):
             atomic_write_json(self.path, self.entries)
-        except OSError:  # shards racing on the same cache file: it is only a cache, the next run rehashes
-            pass
