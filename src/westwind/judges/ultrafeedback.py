@@ -85,15 +85,15 @@ class UltraFeedbackJudge:
         for answer in answers.values():
             judgment.parse_failures.update(answer.parse_failures)
             judgment.request_failures.update(answer.request_failures)
-        gave_up = sorted({aspect for (aspect, _), answer in answers.items() if answer.failure})
-        judgment.parse_failures["gave_up"] += sum(1 for a in answers.values() if a.failure)
+        given_up = [aspect for (aspect, _), answer in answers.items() if answer.failure]
+        if given_up:
+            judgment.parse_failures["gave_up"] += len(given_up)
         errors = [a.error for a in answers.values() if a.error]
         if errors:
             judgment.error = errors[0]
-        elif gave_up:
-            judgment.error = (
-                f"the judge gave up on {', '.join(gave_up)} (unparsable replies); retried next run"
-            )
+        elif given_up:
+            aspects = ", ".join(sorted(set(given_up)))
+            judgment.error = f"the judge gave up on {aspects} (unparsable replies); retried next run"
         if judgment.error:
             return judgment
         ratings = [Rating(math.nan) for _ in item.candidates]
@@ -108,8 +108,6 @@ class UltraFeedbackJudge:
         for rating in ratings:
             numbers = [v for v in rating.aspects.values() if v is not None]
             rating.score = sum(numbers) / len(numbers) if numbers else math.nan
-        if not judgment.parse_failures["gave_up"]:
-            del judgment.parse_failures["gave_up"]
         judgment.ratings = ratings
         return judgment
 
