@@ -133,7 +133,8 @@ def clear_outputs(workspace: Workspace, keep: set[str]) -> None:
 def finish(
     recipe: Recipe, workspace: Workspace, records: list[dict], stats: dict, push: bool
 ) -> dict[str, Any]:
-    from datasets import Dataset  # heavy: loaded when a dataset is written
+    # Heavy (datasets, and westwind.data with it): loaded only when a dataset is written.
+    from datasets import Dataset
 
     from westwind.data import split
 

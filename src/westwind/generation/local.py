@@ -1,4 +1,5 @@
-"""The transformers backend: local batched generation with per-sequence seeds."""
+"""The transformers backend: local batched generation with per-sequence seeds. torch, transformers and
+westwind.models are imported inside the methods: heavy, loaded only when a model runs."""
 
 from __future__ import annotations
 

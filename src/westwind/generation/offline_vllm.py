@@ -1,4 +1,5 @@
-"""The vllm backend: offline vLLM in this process (vLLM is installed separately)."""
+"""The vllm backend: offline vLLM in this process (vLLM is installed separately). vllm and westwind.models
+are imported when the backend is built: heavy, and vllm may be absent."""
 
 from __future__ import annotations
 

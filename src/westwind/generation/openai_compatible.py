@@ -1,4 +1,5 @@
-"""The openai backend: any OpenAI-compatible endpoint, async with bounded concurrency and counted retries."""
+"""The openai backend: any OpenAI-compatible endpoint, async with bounded concurrency and counted retries.
+The openai client is imported when used, so other backends do not load it."""
 
 from __future__ import annotations
 

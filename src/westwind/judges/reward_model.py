@@ -1,4 +1,5 @@
-"""A local AutoModelForSequenceClassification; the score is its first logit for prompt + candidate."""
+"""A local AutoModelForSequenceClassification; the score is its first logit for prompt + candidate.
+torch, transformers and westwind.models are imported inside the methods: heavy, loaded only when used."""
 
 from __future__ import annotations
 
