@@ -2,7 +2,7 @@
 
 import sys
 
-from westwind.stages.aift import main
+from westwind.stages.aift import cli
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli(sys.argv[1:]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import subprocess
 import sys
 
@@ -11,12 +10,7 @@ import pytest
 from aift_helpers import REPO, write_recipe
 from conftest import write_jsonl
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_aift", REPO / "scripts" / "run_aift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from westwind.stages import aift as aift_stage
 
 
 @pytest.fixture
@@ -31,7 +25,7 @@ def section(tmp_path, tiny_model) -> dict:
 
 def error_line(capsys, argv: list[str], code: int = 2) -> str:
     with pytest.raises(SystemExit) as exit_info:
-        result = load_script().main(argv)
+        result = aift_stage.cli(argv)
         raise SystemExit(result)
     assert exit_info.value.code == code
     err = capsys.readouterr().err
@@ -59,7 +53,11 @@ def error_line(capsys, argv: list[str], code: int = 2) -> str:
             "required key is missing",
         ),
         (lambda s: s["judge"].update(kind="ultrafeedback"), "aift.judge", "needs `model`"),
-        (lambda s: s["generators"][0].update(model="@sft"), "aift.generators[0].model", "run sft"),
+        (
+            lambda s: s["generators"][0].update(model="@sft"),
+            "aift.generators[0].model",
+            "names the sft stage, which this recipe does not have",
+        ),
         (
             lambda s: s["judge"].update(function="aift_helpers:nope"),
             "aift.judge.function",

@@ -5,7 +5,6 @@ bodies. The run must finish with no prompt lost and count exactly the failures t
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import socket
@@ -18,7 +17,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aift_helpers import REPO, write_recipe
+from aift_helpers import write_recipe
 from conftest import make_conversations, write_jsonl
 
 from westwind.aift_config import JudgeConfig, SamplingConfig
@@ -26,6 +25,7 @@ from westwind.endpoints import resolve_model
 from westwind.io import read_jsonl
 from westwind.judges import make_judge
 from westwind.recipe import load_recipe
+from westwind.stages import aift as aift_stage
 
 API_KEY = "sk-westwind-test-SECRET-4242"
 CLIENT_TIMEOUT = 3.0
@@ -163,13 +163,6 @@ class FaultProxy:
         self.server.server_close()
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_aift", REPO / "scripts" / "run_aift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def endpoint(base_url: str) -> dict:
     return {
         "backend": "openai",
@@ -210,7 +203,7 @@ def test_openai_backend_survives_a_faulty_endpoint(server, tiny_model, tmp_path,
             "judge": {"kind": "verifier", "function": "aift_helpers:hash_score"},
         }
         recipe_path = write_recipe(tmp_path, tiny_model, section)
-        assert load_script().main([str(recipe_path), "--no-progress"]) == 0
+        assert aift_stage.cli([str(recipe_path), "--no-progress"]) == 0
 
         # The same backend serves LLM judges: a pairwise verdict through the faulty endpoint.
         judge_config = JudgeConfig(

@@ -10,7 +10,7 @@ from conftest import make_conversations, make_preferences, write_jsonl
 from trl.scripts.utils import DatasetConfig
 
 from westwind import data
-from westwind.data import DataError
+from westwind.errors import DataError
 
 
 def user(text):

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from westwind.errors import RecipeError
 from westwind.launch_check import (
     accelerate_config_from_env,
     check_launch_compatibility,
     load_accelerate_config,
-    main,
     zero_stage,
 )
-from westwind.recipe import RecipeError, load_recipe
+from westwind.preflight import launch_check_main as main
+from westwind.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = REPO / "recipes" / "accelerate"
@@ -232,7 +233,7 @@ def test_slurm_launcher_builds_one_launch_per_node(tmp_path):
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
     assert "westwind check recipes/zephyr-7b.yaml --sft.learning_rate 1e-5" in calls
-    assert "python -m westwind.launch_check recipes/zephyr-7b.yaml recipes/accelerate/zero3.yaml" in calls
+    assert "westwind launch-check recipes/zephyr-7b.yaml recipes/accelerate/zero3.yaml" in calls
     launch = next(call for call in calls if call.startswith("accelerate "))
     expected = (
         "--config_file recipes/accelerate/zero3.yaml --num_machines 2 --num_processes 8 --machine_rank 1 "

@@ -101,8 +101,7 @@ def test_fork_zephyr_to_llama(tmp_path):
     assert recipe.model.model_name_or_path == "meta-llama/Llama-3.1-8B"
     assert recipe.model.chat_template == LLAMA3_TEMPLATE
     assert recipe.model.lora_target_modules == list(FAMILY_BY_NAME["llama3"].lora_target_modules)
-    assert (recipe.sft.pad_token, recipe.sft.eos_token) == ("<|finetune_right_pad_id|>", "<|eot_id|>")
-    assert recipe.dpo.pad_token == "<|finetune_right_pad_id|>"
+    assert (recipe.model.pad_token, recipe.sft.eos_token) == ("<|finetune_right_pad_id|>", "<|eot_id|>")
     assert recipe.output_dir == Path("outputs/llama")
     # untouched settings carry over
     zephyr = load_recipe(ZEPHYR)
@@ -128,7 +127,7 @@ def test_fork_llama_to_qwen_drops_llama_tokens(tmp_path):
     fork(str(LLAMA), "--model", "Qwen/Qwen2.5-1.5B", "--out", str(out))
     recipe = load_recipe(out)
     assert recipe.model.chat_template == "chatml"
-    assert recipe.sft.pad_token is None and recipe.sft.eos_token is None and recipe.dpo.pad_token is None
+    assert recipe.model.pad_token is None and recipe.sft.eos_token is None
     settings = [line for line in out.read_text().splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in settings if "<|eot_id|>" in line or "finetune_right_pad" in line]
 

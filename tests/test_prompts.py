@@ -9,7 +9,7 @@ from conftest import make_conversations, shared_file, write_jsonl
 from trl.scripts.utils import DatasetConfig
 
 from westwind.aift_config import DecontaminationConfig, PromptsConfig
-from westwind.data import DataError
+from westwind.errors import DataError
 from westwind.prompts import (
     Decontaminator,
     cap,

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import REPO, tiny_recipe, write_recipe
 
-from westwind.recipe import RecipeError, load_recipe, parse_overrides
+from westwind.errors import RecipeError
+from westwind.recipe import load_recipe, parse_overrides
 
 
 def recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit) -> str:
@@ -184,3 +185,13 @@ def test_training_script_refuses_qlora_under_zero3(tmp_path, tiny_model, sft_jso
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert line.startswith(f"error: {path}: ") and "ZeRO-3" in line
+
+
+def test_dpo_choices_are_read_from_trl_metadata():
+    from westwind.recipe import DPO_CHOICES
+
+    assert {"sigmoid", "ipo", "hinge", "apo_zero"} <= set(DPO_CHOICES["loss_type"])
+    assert (
+        DPO_CHOICES["f_divergence_type"][0] == "reverse_kl"
+        and "js_divergence" in DPO_CHOICES["f_divergence_type"]
+    )

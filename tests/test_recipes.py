@@ -126,7 +126,7 @@ def test_llama_template_renders_llama3_turns_and_masks_only_the_assistant(tiny_c
     from westwind.tiny import build_tokenizer
 
     llama = recipe("llama-3.1-8b")
-    assert (llama.sft.eos_token, llama.sft.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")
+    assert (llama.sft.eos_token, llama.model.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=300)
     tokenizer.chat_template = llama.model.chat_template
     messages = [

@@ -5,37 +5,44 @@ from __future__ import annotations
 import importlib
 import sys
 
+from westwind.callables import load_callable
 from westwind.stages import MODULES
 
 USAGE = """usage: westwind COMMAND [ARGS]
 
 commands:
   check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
-  run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> dDPO -> eval, skipping finished stages
-  sft | aift | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
+  run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
+  sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
+  merge RECIPE [--stage S] [--out DIR] [--dtype D] [--push-to-hub REPO]   a standalone model from a stage
+  chat MODEL_OR_RECIPE[@stage] [--once PROMPT]   talk to a model in the terminal (streams tokens)
 """
 
-# Each command is a module with main(argv); imported only when used, so `check` stays light.
+# Each command is a `module:function(argv)`; imported only when used, so `check` stays light.
 COMMANDS = {
-    "run": "westwind.pipeline",
-    "init-model": "westwind.init_model",
-    "new-recipe": "westwind.new_recipe",
-    "launch-check": "westwind.launch_check",
+    "run": "westwind.pipeline:main",
+    "init-model": "westwind.init_model:main",
+    "new-recipe": "westwind.new_recipe:main",
+    "launch-check": "westwind.preflight:launch_check_main",
+    "merge": "westwind.merge:main",
+    "chat": "westwind.chat:main",
 }
 
 
 def run_stage(stage: str, argv: list[str]) -> None:
     """`westwind sft RECIPE ...` runs the stage module in this process, as `python -m westwind.stages.sft` would."""
-    result = importlib.import_module(MODULES[stage]).main(argv)
+    result = importlib.import_module(MODULES[stage]).cli(argv)
     raise SystemExit(result or 0)
 
 
 def check(argv: list[str]) -> None:
+    from westwind import preflight
     from westwind.errors import RecipeError, exit_on_user_error
     from westwind.recipe import load_recipe, summarize
+    from westwind.stages import STAGES
 
     with exit_on_user_error():
         if not argv or argv[0].startswith("-"):
@@ -43,6 +50,7 @@ def check(argv: list[str]) -> None:
                 "(command line)", "RECIPE", "usage: westwind check RECIPE [--section.key value ...]"
             )
         recipe = load_recipe(argv[0], argv[1:])
+        preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
     print(summarize(recipe))
     print("ok: recipe is valid")
 
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     elif command in MODULES:
         run_stage(command, rest)
     elif command in COMMANDS:
-        importlib.import_module(COMMANDS[command]).main(rest)
+        load_callable(COMMANDS[command])(rest)
     else:
         print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

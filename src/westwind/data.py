@@ -12,7 +12,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 from trl.scripts.utils import DatasetConfig
 
-from westwind.errors import DataError, RecipeError
+from westwind.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -215,18 +215,10 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)
 
 
-def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
-    """The dpo stage's policy path and datasets with @references resolved; an unfinished upstream stage is
-    bad input (RecipeError), caught before any model loads."""
-    stage = recipe.dpo_data
-    policy = recipe.resolve_reference(stage.model_name_or_path)
-    if stage.model_name_or_path.startswith("@") and not Path(policy).exists():
-        raise RecipeError(recipe.path, "dpo.model_name_or_path", f"{policy} not found: run that stage first")
-    resolved = []
-    for index, config in enumerate(stage.datasets or [DatasetConfig(path="@aift")]):
-        path = recipe.resolve_reference(config.path)
-        if config.path.startswith("@") and not Path(path).exists():
-            key = f"dpo.datasets[{index}].path" if stage.datasets else "dpo.datasets"
-            raise RecipeError(recipe.path, key, f"{config.path} -> {path} not found: run that stage first")
-        resolved.append(dataclasses.replace(config, path=path))
-    return policy, resolved
+def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
+    """A preference stage's (dpo, rm) starting model and datasets with @references resolved (the preflight
+    checked that they exist)."""
+    extras = getattr(recipe, f"{stage}_data")
+    policy = recipe.resolve_reference(extras.model_name_or_path)
+    configs = extras.datasets or [DatasetConfig(path="@aift")]
+    return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]

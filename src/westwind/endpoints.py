@@ -1,4 +1,4 @@
-"""Resolve an endpoint's model (`@sft`, `@dpo`, `@base`, a local path, a hub id, a served name) into what a
+"""Resolve an endpoint's model (`@sft`, `@dpo`, `@rm`, `@base`, a local path, a hub id, a served name) into what a
 backend loads, the model options it loads with, and a content identity that keys cached work on it.
 
 The identity changes whenever the model's outputs may: a local folder is identified by the names, sizes and
@@ -21,7 +21,7 @@ from westwind.aift_config import EndpointConfig
 from westwind.io import STAGE_MARKER, atomic_write_json, digest, read_json
 from westwind.recipe import ModelArgs
 
-REFERENCES = ("@sft", "@dpo", "@base")
+REFERENCES = ("@sft", "@dpo", "@rm", "@base")  # this recipe's models: they inherit its model options
 # Files that describe a training run, not the model: they may change without the weights changing.
 NOT_MODEL_FILES = {
     STAGE_MARKER,
@@ -43,7 +43,7 @@ class ResolvedModel:
 
 
 def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None) -> ModelArgs:
-    """@sft/@base/@dpo inherit the recipe's model options; other models get only the endpoint's own."""
+    """@sft/@dpo/@rm/@base inherit the recipe's model options; other models get only the endpoint's own."""
     if recipe is not None and endpoint.model in REFERENCES:
         return dataclasses.replace(
             recipe.model,

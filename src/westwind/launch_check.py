@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from westwind.recipe import Recipe, RecipeError, load_recipe
+from westwind.errors import RecipeError
+
+if TYPE_CHECKING:  # the recipe module runs this check while it validates: no runtime import back
+    from westwind.recipe import Recipe
 
 MULTI_GPU_QLORA_CONFIGS = "recipes/accelerate/fsdp_qlora.yaml, ddp.yaml or zero2.yaml"
 
@@ -154,21 +156,3 @@ def _parse_scalar(value: str) -> Any:
     if lowered in ("true", "false"):
         return lowered == "true"
     return int(value) if value.strip().isdigit() else value
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m westwind.launch_check RECIPE [ACCELERATE_CONFIG]`: exit 2 with one line if incompatible."""
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        if not 1 <= len(args) <= 2 or args[0].startswith("-"):
-            raise RecipeError("(command line)", "RECIPE", "usage: launch_check RECIPE [ACCELERATE_CONFIG]")
-        config = load_accelerate_config(args[1]) if len(args) == 2 else None
-        check_launch_compatibility(load_recipe(args[0]), config)
-    except RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print("ok: recipe and launcher are compatible")
-
-
-if __name__ == "__main__":
-    main()

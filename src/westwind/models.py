@@ -38,7 +38,9 @@ def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
         name_or_path = adapter_base(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **_hub_kwargs(name_or_path, model_args))
     apply_chat_template_choice(tokenizer, model_args.chat_template)
-    if tokenizer.pad_token is None:
+    if model_args.pad_token is not None:
+        tokenizer.pad_token = model_args.pad_token
+    elif tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return tokenizer
 

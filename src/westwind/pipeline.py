@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from westwind import io
+from westwind import io, preflight
 from westwind.errors import RecipeError, exit_on_user_error
 from westwind.recipe import Recipe, load_recipe
 from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
@@ -89,6 +89,7 @@ def main(argv: list[str]) -> None:
     with exit_on_user_error():
         recipe = load_recipe(args.recipe, overrides)
         stages = selected_stages(recipe, args.first, args.last)
+        preflight.check(recipe, stages, produced_earlier=set(stages))
     hashes = stage_hashes(recipe)
     started = time.monotonic()
     for stage in stages:

@@ -4,56 +4,52 @@
     model:    {TRL ModelConfig fields} + chat_template
     sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
     aift:     westwind.aift_config.AIFTConfig
+    rm:       {TRL RewardConfig fields} + the same data keys (default @aift) + model_name_or_path (default @sft)
+              + use_peft (default: model.use_peft)
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
     eval:     westwind.eval_config.EvalConfig
 
-References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
+References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from trl import DPOConfig, ModelConfig, SFTConfig
+from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
 from trl.scripts.utils import DatasetConfig
 
 from westwind import schema
+from westwind.aift_config import AIFTConfig
 from westwind.chat_templates import TEMPLATES, is_jinja
 from westwind.errors import RecipeError
+from westwind.eval_config import EvalConfig
+from westwind.launch_check import check_launch_compatibility
 from westwind.stages import STAGES
 
 TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
-# TRL validates these only when the trainer starts; westwind checks them up front.
-DPO_CHOICES = {
-    "loss_type": [
-        "sigmoid",
-        "hinge",
-        "ipo",
-        "exo_pair",
-        "nca_pair",
-        "robust",
-        "bco_pair",
-        "sppo_hard",
-        "aot",
-        "aot_unpaired",
-        "apo_zero",
-        "apo_down",
-        "discopop",
-        "sft",
-        "sigmoid_norm",
-    ],  # fmt: skip
-    "f_divergence_type": ["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"],
-}
+
+
+def documented_choices(config_cls: type, name: str) -> list[str]:
+    """The values a TRL config field's help lists after "Possible values are:" (up to the sentence's end).
+    TRL checks such fields only when the trainer starts; westwind checks them up front, against TRL's own list."""
+    (field,) = [f for f in dataclasses.fields(config_cls) if f.name == name]
+    listed = field.metadata["help"].split("Possible values are:", 1)[1].split(". ", 1)[0]
+    return re.findall(r"`'?([a-z0-9_]+)'?`", listed)
+
+
+DPO_CHOICES = {name: documented_choices(DPOConfig, name) for name in ("loss_type", "f_divergence_type")}
 # westwind's opinions on top of TRL's defaults; a recipe overrides any of them.
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
     # No reference model in memory while training (measured in docs/benchmarks.md).
     "dpo": {"report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
+    "rm": {"report_to": "none", "save_total_limit": 2},
 }
 
 
@@ -62,22 +58,67 @@ class ModelArgs(ModelConfig):
     """TRL's ModelConfig plus the chat template (a shipped name or a Jinja string) and trust_remote_code,
     which TRL 1.16 keeps on the trainer configs; westwind sets it there from here."""
 
-    chat_template: str | None = None
-    trust_remote_code: bool = False
+    chat_template: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "A shipped template name (zephyr, chatml), an inline Jinja string, or unset: the tokenizer's own."
+        },
+    )
+    trust_remote_code: bool = dataclasses.field(
+        default=False, metadata={"help": "Allow model code from the hub (copied onto the trainer configs)."}
+    )
+    pad_token: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "The tokenizer's pad token for every stage (unset: its own, else unk, else eos)."},
+    )
 
 
 @dataclasses.dataclass
 class StageData:
     """The dataset keys a training stage adds to TRL's config: TRL's mixture fields plus row policy."""
 
-    datasets: list[DatasetConfig] = dataclasses.field(default_factory=list)
-    test_split_size: float | None = None
-    drop_invalid_rows: bool = False
+    datasets: list[DatasetConfig] = dataclasses.field(
+        default_factory=list,
+        metadata={
+            "help": "TRL DatasetConfig entries (path, name, data_dir, data_files, split, columns, fraction); path may be @aift."
+        },
+    )
+    test_split_size: float | None = dataclasses.field(
+        default=None, metadata={"help": "Fraction in (0, 1) held out as the test split, seeded by `seed`."}
+    )
+    drop_invalid_rows: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Drop bad rows and report the counts by reason, instead of stopping at the first."},
+    )
 
 
 @dataclasses.dataclass
 class DPOStageExtras(StageData):
+    model_name_or_path: str = dataclasses.field(
+        default="@sft",
+        metadata={"help": "The policy's start (and the reference): @sft, @base, a path or a hub id."},
+    )
+
+
+@dataclasses.dataclass
+class RMStageExtras(StageData):
+    """The reward model trains on preference pairs (default: the AIFT pairs), from the dSFT model by default;
+    `test_split_size` pairs are held out for its pairwise accuracy."""
+
     model_name_or_path: str = "@sft"
+    test_split_size: float | None = 0.1
+    use_peft: bool | None = None  # None: model.use_peft
+
+
+# The config classes behind each section, for --help (westwind.usage).
+SECTION_CLASSES: dict[str, tuple[type, ...]] = {
+    "model": (ModelArgs,),
+    "sft": (StageData, SFTConfig),
+    "rm": (RMStageExtras, RewardConfig),
+    "dpo": (DPOStageExtras, DPOConfig),
+    "aift": (AIFTConfig,),
+    "eval": (EvalConfig,),
+}
 
 
 @dataclasses.dataclass
@@ -91,24 +132,26 @@ class Recipe:
     dpo: DPOConfig | None = None
     dpo_data: DPOStageExtras | None = None
     aift: Any = None
+    rm: RewardConfig | None = None
+    rm_data: RMStageExtras | None = None
     eval: Any = None
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
-        if stage in ("sft", "dpo") and config is not None:
+        if stage in ("sft", "rm", "dpo") and config is not None:
             return Path(config.output_dir)
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @aift into a concrete model or dataset path."""
+        """Turn @base / @sft / @rm / @dpo / @aift into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
             return str(self.stage_dir("sft"))
         if value == "@aift":
             return str(self.stage_dir("aift") / "dataset")
-        if value == "@dpo":
-            return str(self.stage_dir("dpo"))
+        if value in ("@dpo", "@rm"):
+            return str(self.stage_dir(value[1:]))
         return value
 
 
@@ -125,16 +168,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, stage: str
         return validate(raw, path)
     except schema.SchemaError as error:
         raise RecipeError(path, error.key, error.problem) from None
-
-
-def load_stage_recipe(argv: list[str], stage: str) -> Recipe:
-    """A stage script's command line, `RECIPE [--key value ...]`, as a validated recipe that has `stage`."""
-    if not argv or argv[0].startswith("-"):
-        raise RecipeError("(command line)", "RECIPE", f"usage: run_{stage}.py RECIPE [--key value ...]")
-    recipe = load_recipe(argv[0], argv[1:], stage=stage)
-    if getattr(recipe, stage) is None:
-        raise RecipeError(recipe.path, stage, f"the recipe has no {stage} section")
-    return recipe
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -213,8 +246,6 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     output_dir = Path(schema.coerce(raw["output_dir"], str, "output_dir"))
     model = validate_model(raw["model"])
     recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
-    from westwind.launch_check import check_launch_compatibility
-
     # Before any trainer config is built: TRL's configs already set up DeepSpeed/FSDP from the launch env.
     check_launch_compatibility(recipe, None)
     if raw.get("sft") is not None:
@@ -224,12 +255,13 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
             raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe
         )
     if raw.get("aift") is not None:
-        from westwind.aift_config import AIFTConfig
-
         recipe.aift = schema.build(AIFTConfig, raw["aift"], "aift")
+    if raw.get("rm") is not None:
+        recipe.rm, recipe.rm_data = validate_trainer_stage(
+            raw["rm"], "rm", RewardConfig, RMStageExtras, recipe
+        )
+        check_rm_is_not_its_own_teacher(recipe)
     if raw.get("eval") is not None:
-        from westwind.eval_config import EvalConfig
-
         recipe.eval = schema.build(EvalConfig, raw["eval"], "eval")
     return recipe
 
@@ -271,22 +303,16 @@ def validate_trainer_stage(
         check_dataset_path(dataset, f"{stage}.datasets[{index}]")
     trainer_values = {**STAGE_DEFAULTS.get(stage, {}), **{k: v for k, v in data.items() if k in trainer_keys}}
     trainer_values.setdefault("output_dir", str(recipe.output_dir / stage))
-    if "trust_remote_code" in trainer_values:
-        raise schema.SchemaError(f"{stage}.trust_remote_code", "set it once, as model.trust_remote_code")
+    for key in ("trust_remote_code", "pad_token"):  # TRL keeps them per trainer; westwind once, on the model
+        if key in trainer_values:
+            raise schema.SchemaError(f"{stage}.{key}", f"set it once, as model.{key}")
     trainer_values["trust_remote_code"] = recipe.model.trust_remote_code
     values = schema.check_fields(config_cls, trainer_values, stage, DPO_CHOICES if stage == "dpo" else None)
     values.setdefault("use_cpu", not accelerator_available())
     try:
-        return quietly(config_cls, **values), stage_data
+        return config_cls(**values), stage_data
     except Exception as error:  # TrainingArguments raises ValueError, ImportError, PackageNotFoundError, ...
         raise schema.SchemaError(stage, str(error).strip().splitlines()[0]) from None
-
-
-def quietly(config_cls: type, **values: Any) -> Any:
-    """Build a TRL config without its deprecation chatter (e.g. TRL's own gradient_checkpointing default)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return config_cls(**values)
 
 
 def accelerator_available() -> bool:
@@ -305,13 +331,19 @@ def looks_local(path: str) -> bool:
     )
 
 
+def check_rm_is_not_its_own_teacher(recipe: Recipe) -> None:
+    """AIFT runs before rm: an AIFT judge of @rm cannot be trained on that same AIFT's pairs."""
+    trains_on_aift = any(d.path == "@aift" for d in recipe.rm_data.datasets) or not recipe.rm_data.datasets
+    judge = recipe.aift.judge if recipe.aift is not None else None
+    if trains_on_aift and judge is not None and judge.model == "@rm":
+        raise schema.SchemaError(
+            "aift.judge.model", "@rm is trained on this recipe's AIFT pairs, so it cannot judge them"
+        )
+
+
 def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
     if dataset.path.startswith("@"):
-        if dataset.path not in ("@aift",):
-            raise schema.SchemaError(
-                f"{key}.path", f"unknown reference {dataset.path!r} (datasets take @aift)"
-            )
-        return
+        return  # references are the preflight's
     if looks_local(dataset.path) and not Path(dataset.path).expanduser().exists():
         raise schema.SchemaError(f"{key}.path", f"local dataset path does not exist: {dataset.path}")
 
@@ -337,9 +369,9 @@ def summarize(recipe: Recipe) -> str:
 
 def _default_like(config: Any) -> Any:
     """A default-built TRL config to diff against; westwind's own sections (aift, eval) print every field."""
-    if not isinstance(config, (SFTConfig, DPOConfig)):
+    if not isinstance(config, (SFTConfig, DPOConfig, RewardConfig)):
         return None
-    return quietly(type(config), output_dir=config.output_dir, use_cpu=config.use_cpu)
+    return type(config)(output_dir=config.output_dir, use_cpu=config.use_cpu)
 
 
 def non_default(config: Any, reference: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Reads what the stages leave behind, and skips a stage that left nothing:
 
     <stage>/trainer_state.json (or the newest <stage>/checkpoint-*/)   sft and dpo `log_history`
     aift/stats.json, aift/dataset (`score_chosen` / `score_rejected`)  AIFT pair statistics
+    rm/metrics.json                                                     reward model held-out pairwise accuracy
     eval/results.json                                                   see westwind.evaluation
     <stage>/.westwind-stage.json                                        stage wall time (pipeline marker)
 """
@@ -40,6 +41,7 @@ class RunOutputs:
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     aift_stats: dict[str, Any] | None = None
     aift_scores: dict[str, list[float]] | None = None
+    rm_metrics: dict[str, Any] | None = None
     eval_results: dict[str, Any] | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -55,6 +57,7 @@ def read_outputs(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
             outputs.histories[stage] = json.loads(state.read_text()).get("log_history", [])
     outputs.aift_stats = read_json(dirs["aift"] / "stats.json")
     outputs.aift_scores = read_pair_scores(dirs["aift"] / "dataset")
+    outputs.rm_metrics = read_json(dirs["rm"] / "metrics.json")
     outputs.eval_results = read_json(dirs["eval"] / "results.json")
     for stage, directory in dirs.items():
         marker = io.read_stage_marker(directory)
@@ -250,6 +253,7 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     lines += stage_table(outputs)
     lines += sft_section(outputs, plots)
     lines += aift_section(outputs, plots)
+    lines += rm_section(outputs)
     lines += dpo_section(outputs, plots)
     lines += eval_section(outputs, plots)
     report = outputs.output_dir / "report.md"
@@ -261,11 +265,14 @@ def stage_table(outputs: RunOutputs) -> list[str]:
     present = {
         "sft": "sft" in outputs.histories,
         "aift": outputs.aift_stats is not None or outputs.aift_scores is not None,
+        "rm": outputs.rm_metrics is not None,
         "dpo": "dpo" in outputs.histories,
         "eval": outputs.eval_results is not None,
     }
     lines = ["## Stages", "", "| stage | output | status | wall time |", "| --- | --- | --- | --- |"]
     for stage in STAGES:
+        if stage == "rm" and not present[stage] and stage not in outputs.stage_seconds:
+            continue  # optional: most recipes have no reward model
         seconds = outputs.stage_seconds.get(stage)
         took = f"{seconds / 60:.1f} min" if seconds is not None else "n/a"
         status = "done" if present[stage] else "no outputs"
@@ -333,6 +340,21 @@ def aift_section(outputs: RunOutputs, plots: Path) -> list[str]:
         aift_plots(plots, scores)
         lines += ["", f"![AIFT scores]({PLOTS_DIR}/aift_scores.png)"]
     return [*lines, ""]
+
+
+def rm_section(outputs: RunOutputs) -> list[str]:
+    accuracy = rm_accuracy_text(outputs.rm_metrics)
+    return ["## Reward model", "", f"- held-out pairwise accuracy: {accuracy}", ""] if accuracy else []
+
+
+def rm_accuracy_text(metrics: dict[str, Any] | None) -> str | None:
+    if not metrics or metrics.get("accuracy") is None:
+        return None
+    low, high = metrics["ci95"]
+    return (
+        f"{percent(metrics['accuracy'])} of {metrics['held_out_pairs']} pairs "
+        f"(95% CI {percent(low)}–{percent(high)}; ties count as wrong: {metrics['ties']})"
+    )
 
 
 def dpo_section(outputs: RunOutputs, plots: Path) -> list[str]:
@@ -427,6 +449,8 @@ def summary_lines(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] |
         lines.append(f"stage times: {times}")
     if outputs.aift_stats and "pairs" in outputs.aift_stats:
         lines.append(f"AIFT pairs: {outputs.aift_stats['pairs']}")
+    if rm_accuracy_text(outputs.rm_metrics):
+        lines.append(f"reward model held-out accuracy: {rm_accuracy_text(outputs.rm_metrics)}")
     reward_accuracy = last_value(outputs.histories.get("dpo", []), "rewards/accuracies")
     if reward_accuracy is not None:
         lines.append(f"dDPO last reward accuracy: {percent(reward_accuracy)}")

@@ -27,7 +27,7 @@ def sft_trainer(recipe: Recipe, dataset):
 
     tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
     model, peft_config = models.sft_model(recipe.model, tokenizer)
-    return _trainer(SFTTrainer, recipe.sft, model, tokenizer, dataset, peft_config)
+    return build_trainer(SFTTrainer, recipe.sft, model, tokenizer, dataset, peft_config)
 
 
 def dpo_trainer(recipe: Recipe, dataset, policy_path: str):
@@ -37,10 +37,10 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str):
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
     merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
     model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
-    return _trainer(DPOTrainer, recipe.dpo, model, tokenizer, dataset, peft_config)
+    return build_trainer(DPOTrainer, recipe.dpo, model, tokenizer, dataset, peft_config)
 
 
-def _trainer(trainer_cls, config, model, tokenizer, dataset, peft_config):
+def build_trainer(trainer_cls, config, model, tokenizer, dataset, peft_config):
     return trainer_cls(
         model=model,
         args=config,

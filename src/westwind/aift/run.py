@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 from westwind.aift.generate import generate
@@ -13,35 +12,14 @@ from westwind.aift.rate import judge
 from westwind.aift.stats import failure_stats, pair_stats
 from westwind.aift.workspace import JUDGED_KEY, ShardRun, Workspace, latest_ok, make_keys, resolve_models
 from westwind.binarize import binarize_all
-from westwind.errors import DataError, RecipeError, RunError
+from westwind.errors import DataError, RunError
 from westwind.io import Journal, atomic_write_jsonl, atomic_write_text, read_jsonl, save_dataset_atomic
-from westwind.judges import VerifierImportError, load_callable
 from westwind.prompts import Prompt, in_shard, load_prompts
 from westwind.recipe import Recipe
 
 
 class AIFTError(RunError):
     """The run cannot finish as asked (e.g. a merge with missing prompts): one line, exit code 1."""
-
-
-def check_inputs(recipe: Recipe) -> None:
-    """Fail before loading any model when @sft points at nothing or the verifier cannot be imported."""
-    config = recipe.aift
-    if config.judge.kind == "verifier":
-        try:
-            load_callable(config.judge.function)
-        except VerifierImportError as error:
-            raise RecipeError(recipe.path, "aift.judge.function", str(error)) from None
-    endpoints = [(f"aift.generators[{i}].model", g) for i, g in enumerate(config.generators)]
-    endpoints.append(("aift.judge.model", config.judge))
-    for key, endpoint in endpoints:
-        if endpoint.model in ("@sft", "@dpo") and endpoint.backend != "openai":
-            path = Path(recipe.resolve_reference(endpoint.model))
-            if not path.exists():
-                stage = endpoint.model[1:]
-                raise RecipeError(
-                    recipe.path, key, f"{endpoint.model} is {path}, which does not exist yet (run {stage})"
-                )
 
 
 def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Prompt], dict[str, int]]:
@@ -63,7 +41,6 @@ def current_keys(recipe: Recipe, workspace: Workspace):
 
 def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = True) -> dict[str, Any]:
     """Generate and judge this shard's prompts, reusing every finished record. Returns its counts."""
-    check_inputs(recipe)
     workspace = Workspace(recipe.stage_dir("aift"))
     prompts, counts = load_shard_prompts(recipe, index, count)
     models, keys = current_keys(recipe, workspace)

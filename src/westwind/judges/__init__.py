@@ -12,7 +12,7 @@ from westwind.judges.base import Judge, JudgeItem, Judgment, ParseFailure, Ratin
 from westwind.judges.pairwise import PairwiseJudge
 from westwind.judges.reward_model import RewardModelJudge
 from westwind.judges.ultrafeedback import UltraFeedbackJudge
-from westwind.judges.verifier import VerifierImportError, VerifierJudge, load_callable
+from westwind.judges.verifier import VerifierJudge
 
 __all__ = [
     "Answer",
@@ -25,10 +25,8 @@ __all__ = [
     "Rating",
     "RewardModelJudge",
     "UltraFeedbackJudge",
-    "VerifierImportError",
     "VerifierJudge",
     "judge_sampling",
-    "load_callable",
     "make_judge",
 ]
 

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from westwind.callables import load_callable
 from westwind.judges.base import JudgeItem, Judgment, Rating
-
-
-class VerifierImportError(ValueError):
-    pass
-
-
-def load_callable(spec: str) -> Callable:
-    module_name, _, function_name = spec.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise VerifierImportError(f"verifier {spec!r} cannot be imported: {error}") from None
-    if not callable(function):
-        raise VerifierImportError(f"verifier {spec!r} is not callable")
-    return function
 
 
 class VerifierJudge:

@@ -4,14 +4,15 @@ leaves behind. Each module has `main(argv)` and `make_parser()`; run one with `p
 
 from __future__ import annotations
 
-STAGES = ("sft", "aift", "dpo", "eval")
-TRAINING_STAGES = ("sft", "dpo")
+STAGES = ("sft", "aift", "rm", "dpo", "eval")  # rm (a reward model, optional) trains on the AIFT pairs
+TRAINING_STAGES = ("sft", "rm", "dpo")
 MODULES = {stage: f"westwind.stages.{stage}" for stage in STAGES}
-TITLES = {"sft": "dSFT", "aift": "AIFT", "dpo": "dDPO", "eval": "Evaluation"}
+TITLES = {"sft": "dSFT", "aift": "AIFT", "rm": "Reward model", "dpo": "dDPO", "eval": "Evaluation"}
 # What a finished stage leaves behind (any one of the names).
 OUTPUTS = {
     "sft": ("config.json", "adapter_config.json"),
     "aift": ("dataset/dataset_dict.json",),
+    "rm": ("metrics.json",),  # written last, after the model
     "dpo": ("config.json", "adapter_config.json"),
     "eval": ("results.json",),
 }

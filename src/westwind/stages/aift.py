@@ -15,18 +15,15 @@ import argparse
 import logging
 import sys
 
+from westwind import preflight
 from westwind.errors import RecipeError, RunError, exit_on_user_error
-from westwind.recipe import load_recipe
+from westwind.prompts import parse_shard
+from westwind.recipe import Recipe, load_recipe
+from westwind.usage import make_parser as usage_parser
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="westwind aift",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("recipe")
+    parser = usage_parser("aift", __doc__)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--shard", help="i/N: process only this deterministic slice of the prompts")
     mode.add_argument("--merge", action="store_true", help="build the dataset from all shards' results")
@@ -39,10 +36,39 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
+def main(
+    recipe: Recipe,
+    shard: tuple[int, int] = (0, 1),
+    *,
+    merge: bool = False,
+    rebinarize: bool = False,
+    allow_partial: bool = False,
+    push: bool = True,
+    progress: bool = True,
+) -> int:
+    """Run (a shard of) AIFT, merge the shards, or rebinarize, for a recipe that passed the aift preflight."""
     from westwind import aift  # heavy (datasets, backends): loaded when the stage runs
-    from westwind.prompts import parse_shard
 
+    index, count = shard
+    if rebinarize:
+        stats = aift.rebinarize(recipe, push=push)
+    elif merge:
+        stats = aift.merge(recipe, allow_partial, push=push)
+    else:
+        counts = aift.run_shard(recipe, index, count, progress=progress)
+        print(f"shard {index}/{count}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if count > 1:
+            print("when every shard is done: westwind aift RECIPE --merge")
+            return 0
+        if counts["unfinished"]:
+            raise RunError(f"{counts['unfinished']} prompt(s) failed; rerun to retry them")
+        stats = aift.merge(recipe, push=push)
+    print(aift.summary(stats))
+    print(f"dataset: {recipe.stage_dir('aift') / 'dataset'}")
+    return 0
+
+
+def cli(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args, overrides = make_parser().parse_known_args(argv)
     with exit_on_user_error():
@@ -50,26 +76,21 @@ def main(argv: list[str]) -> int:
         if recipe.aift is None:
             raise RecipeError(recipe.path, "aift", "the recipe has no aift section")
         try:
-            index, count = parse_shard(args.shard) if args.shard else (0, 1)
+            shard = parse_shard(args.shard) if args.shard else (0, 1)
         except ValueError as error:
             raise RecipeError("(command line)", "--shard", str(error)) from None
-        if args.rebinarize:
-            stats = aift.rebinarize(recipe, push=not args.no_push)
-        elif args.merge:
-            stats = aift.merge(recipe, args.allow_partial, push=not args.no_push)
-        else:
-            counts = aift.run_shard(recipe, index, count, progress=not args.no_progress)
-            print(f"shard {index}/{count}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-            if count > 1:
-                print("when every shard is done: westwind aift RECIPE --merge")
-                return 0
-            if counts["unfinished"]:
-                raise RunError(f"{counts['unfinished']} prompt(s) failed; rerun to retry them")
-            stats = aift.merge(recipe, push=not args.no_push)
-    print(aift.summary(stats))
-    print(f"dataset: {recipe.stage_dir('aift') / 'dataset'}")
-    return 0
+        if not args.merge and not args.rebinarize:
+            preflight.check(recipe, ["aift"], produced_earlier=set())
+        return main(
+            recipe,
+            shard,
+            merge=args.merge,
+            rebinarize=args.rebinarize,
+            allow_partial=args.allow_partial,
+            push=not args.no_push,
+            progress=not args.no_progress,
+        )
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli(sys.argv[1:]))

@@ -9,23 +9,28 @@ every mode (see westwind.models.dpo_policy).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import load_stage_recipe
+from westwind.recipe import Recipe
+from westwind.usage import make_parser as usage_parser
+from westwind.usage import stage_cli
 
 
-def main(argv: list[str]) -> None:
+def make_parser() -> argparse.ArgumentParser:
+    return usage_parser("dpo", __doc__)
+
+
+def main(recipe: Recipe) -> None:
+    """Train the dDPO model of a recipe that passed the dpo preflight."""
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
-    with exit_on_user_error():
-        recipe = load_stage_recipe(argv, "dpo")
-        config = recipe.dpo
-        policy_path, datasets = data.dpo_inputs(recipe)
-        training.setup(config)
-        stage = recipe.dpo_data
-        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
-            dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
+    config, stage = recipe.dpo, recipe.dpo_data
+    policy_path, datasets = data.dpo_inputs(recipe)
+    training.setup(config)
+    with exit_on_user_error(), config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
+        dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
 
     trainer = training.dpo_trainer(recipe, dataset, policy_path)
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
@@ -33,5 +38,9 @@ def main(argv: list[str]) -> None:
     trainer.end()
 
 
+def cli(argv: list[str]) -> None:
+    stage_cli("dpo", argv, __doc__, main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(sys.argv[1:])

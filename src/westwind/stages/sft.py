@@ -6,23 +6,29 @@ accelerate launch -m westwind.stages.sft recipes/zephyr-7b.yaml       # the same
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import load_stage_recipe
+from westwind.recipe import Recipe
+from westwind.usage import make_parser as usage_parser
+from westwind.usage import stage_cli
 
 
-def main(argv: list[str]) -> None:
+def make_parser() -> argparse.ArgumentParser:
+    return usage_parser("sft", __doc__)
+
+
+def main(recipe: Recipe) -> None:
+    """Train the dSFT model of a recipe that passed the sft preflight."""
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
-    with exit_on_user_error():
-        recipe = load_stage_recipe(argv, "sft")
-        config, stage = recipe.sft, recipe.sft_data
-        training.setup(config)
-        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
-            dataset = data.sft_dataset(
-                stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
-            )
+    config, stage = recipe.sft, recipe.sft_data
+    training.setup(config)
+    with exit_on_user_error(), config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
+        dataset = data.sft_dataset(
+            stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
+        )
 
     trainer = training.sft_trainer(recipe, dataset)
     trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
@@ -30,5 +36,9 @@ def main(argv: list[str]) -> None:
     trainer.end()
 
 
+def cli(argv: list[str]) -> None:
+    stage_cli("sft", argv, __doc__, main)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(sys.argv[1:])
