@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,36 @@ def save_tiny_reward_model(tokenizer_dir: Path, out: Path) -> Path:
     LlamaForSequenceClassification(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+class ScriptedBackend:
+    """A stand-in judge backend: answers each request with `reply(messages)`, lazily (one result per step
+    of the iteration, as a real backend yields them), and records what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self, reply: Callable[[list[dict]], str]):
+        self.reply = reply
+        self.requests: list = []
+
+    def run(self, requests) -> Iterator:
+        from westwind.generation import Completion, Result
+
+        for request in requests:
+            self.requests.append(request)
+            yield Result(request, [Completion(self.reply(request.messages))])
+
+    def close(self) -> None:
+        pass
+
+
+def native_ratings(ratings: list, types: bool = False) -> str:
+    """A reply in the rubric's own layout (UltraFeedback's `#### Output for Text N` blocks)."""
+    blocks = []
+    for index, rating in enumerate(ratings, 1):
+        lines = [f"#### Output for Text {index}"]
+        if types:
+            lines += ["Type: 1, 2", f"Rationale: types of text {index}."]
+        lines += [f"Rating: {rating}", f"Rationale: r{index}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -63,6 +63,33 @@ def error_line(capsys, argv: list[str], code: int = 2) -> str:
             "aift.judge.function",
             "cannot be imported",
         ),
+        # Each backend takes only its own keys: one meant for another backend is an error, not ignored.
+        (
+            lambda s: s["generators"][0].update(concurrency=64),
+            "aift.generators[0]",
+            "`concurrency` is a key of backend openai; backend transformers does not take it",
+        ),
+        (
+            lambda s: s["generators"][0].update(backend="openai", batch_size=64),
+            "aift.generators[0]",
+            "`batch_size` is a key of backend transformers; backend openai does not take it",
+        ),
+        (lambda s: s["generators"][0].update(concurency=4), "aift.generators[0].concurency", "did you mean"),
+        (
+            lambda s: s["generators"][0].update(principles={"kindness": 1}),
+            "aift.generators[0]",
+            "unknown principle 'kindness'",
+        ),
+        (
+            lambda s: s["judge"].update(
+                kind="ultrafeedback",
+                model="m",
+                sampling={"max_new_tokens": 8},
+                aspects=["honesty", "honesty"],
+            ),
+            "aift.judge",
+            "aspects lists honesty more than once",
+        ),
     ],
 )
 def test_bad_sections_exit_2_with_one_line(tmp_path, tiny_model, section, capsys, change, key, problem):

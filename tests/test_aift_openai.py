@@ -20,9 +20,10 @@ import pytest
 from aift_helpers import write_recipe
 from conftest import make_conversations, write_jsonl
 
-from westwind import aift
 from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.judges import PairwiseJudge
+from westwind.endpoints import resolve_model
+from westwind.io import read_jsonl
+from westwind.judges import make_judge
 from westwind.recipe import load_recipe
 from westwind.stages import aift as aift_stage
 
@@ -212,8 +213,9 @@ def test_openai_backend_survives_a_faulty_endpoint(server, tiny_model, tmp_path,
             max_reasks=1,
             **endpoint(proxy.base_url),
         )
-        judge = PairwiseJudge.from_config(judge_config)
-        assert judge.compare("reverse: cat dog", "dog cat", "cat dog") in ("A", "B", "tie")
+        judge = make_judge(judge_config, resolve_model(judge_config, None))
+        (verdict,) = judge.verdicts([("reverse: cat dog", "dog cat", "cat dog")])
+        assert verdict.error is None  # every injected fault was retried away
 
     stats = json.loads((load_recipe(recipe_path).stage_dir("aift") / "stats.json").read_text())
     assert stats["prompts"]["missing"] == 0 and stats["judged"] == PROMPTS
@@ -221,13 +223,14 @@ def test_openai_backend_survives_a_faulty_endpoint(server, tiny_model, tmp_path,
     assert stats["duplicate_candidates"] >= PROMPTS  # greedy server: the two 8-token samples match
     generation_failures = Counter(stats["generation_failures"])
     assert generation_failures.pop("failed_items") == 0
-    counted = generation_failures + judge.request_failures
+    counted = generation_failures + verdict.request_failures
     assert sum(proxy.injected.values()) >= 6 and set(proxy.injected) == set(FaultProxy.KINDS)
     assert counted == proxy.injected
     assert dict(proxy.passed) == {200: proxy.calls - sum(proxy.injected.values())}
-    assert judge.parse_failures["no_verdict"] >= 1  # the tiny model cannot answer as a judge
+    assert verdict.parse_failures["no_verdict"] >= 1  # the tiny model cannot answer as a judge
+    assert verdict.value is None and verdict.failure == "no_verdict"  # no verdict, not a tie
 
-    records = aift.read_jsonl(load_recipe(recipe_path).stage_dir("aift") / "ratings.jsonl")
+    records = read_jsonl(load_recipe(recipe_path).stage_dir("aift") / "ratings.jsonl")
     for candidate in (c for r in records for c in r["candidates"]):
         assert candidate["model"] in ("served-tiny-8", "served-tiny-3") and candidate["backend"] == "openai"
         assert candidate["params"]["sampling"]["temperature"] == 0.8

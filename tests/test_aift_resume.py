@@ -15,6 +15,7 @@ from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
 from westwind import aift
+from westwind.io import read_jsonl
 from westwind.recipe import load_recipe
 
 PROMPTS = 8
@@ -47,7 +48,7 @@ def wait_for_records(path, count: int, process: subprocess.Popen, timeout: float
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"run_aift exited early ({process.returncode}):\n{process.stdout.read()[-3000:]}")
-        if path.exists() and len(aift.read_jsonl(path)) >= count:
+        if path.exists() and len(read_jsonl(path)) >= count:
             return
         time.sleep(0.05)
     process.kill()
@@ -76,7 +77,7 @@ def test_kill_during_judging_then_resume_matches_an_uninterrupted_run(tmp_path, 
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
-    judged_before = aift.read_jsonl(shard / "judged.jsonl")
+    judged_before = read_jsonl(shard / "judged.jsonl")
     generated_before = (shard / "generated.jsonl").read_text()
     assert 2 <= len(judged_before) < PROMPTS
     with (shard / "judged.jsonl").open("a") as journal:
@@ -87,7 +88,7 @@ def test_kill_during_judging_then_resume_matches_an_uninterrupted_run(tmp_path, 
     assert resumed.returncode == 0, output[-3000:]
     assert "AIFT summary" in output
 
-    judged_after = aift.read_jsonl(shard / "judged.jsonl")
+    judged_after = read_jsonl(shard / "judged.jsonl")
     assert judged_after[: len(judged_before)] == judged_before
     assert Counter(r["prompt_id"] for r in judged_after) == Counter({r["prompt_id"]: 1 for r in judged_after})
     assert len(judged_after) == PROMPTS
@@ -99,4 +100,4 @@ def test_kill_during_judging_then_resume_matches_an_uninterrupted_run(tmp_path, 
     for split in expected:
         assert actual[split].to_list() == expected[split].to_list()
     ratings = [load_recipe(p).stage_dir("aift") / "ratings.jsonl" for p in (uninterrupted, interrupted)]
-    assert aift.read_jsonl(ratings[0]) == aift.read_jsonl(ratings[1])
+    assert read_jsonl(ratings[0]) == read_jsonl(ratings[1])

@@ -12,6 +12,7 @@ from conftest import shared_file
 from westwind import aift
 from westwind.aift_config import BinarizeConfig
 from westwind.binarize import binarize, binarize_all
+from westwind.io import atomic_write_jsonl
 from westwind.prompts import prompt_id, to_messages
 from westwind.recipe import load_recipe
 
@@ -143,7 +144,7 @@ def write_ratings(tmp_path, records: list[dict], policy: str = "best_vs_random")
     )
     recipe = load_recipe(recipe_path, stage="aift")
     workspace = aift.Workspace(recipe.stage_dir("aift"))
-    aift.atomic_write_jsonl(workspace.ratings, records)
+    atomic_write_jsonl(workspace.ratings, records)
     return recipe_path, workspace
 
 
@@ -167,7 +168,7 @@ def test_rebinarize_ultrafeedback_style_completions(tmp_path):
             "score": 1.5,
         }
         entry["candidates"].append(truncated)
-    aift.atomic_write_jsonl(workspace.ratings, records)
+    atomic_write_jsonl(workspace.ratings, records)
     for policy, expected_rejected in (("best_vs_worst", 1.5), ("best_vs_random", 1.5)):
         stats = aift.rebinarize(
             load_recipe(recipe_path, [f"--aift.binarize.policy={policy}"], stage="aift"), push=False
@@ -191,3 +192,12 @@ def test_empty_completions_are_never_paired(policy):
         row, reason = binarize(record([9.0, 5.0, 1.0], ["   ", "Blue.", "A dog."]), config, seed)
         assert reason is None
         assert row["chosen"][0]["content"] == "Blue." and row["rejected"][0]["content"] == "A dog."
+
+
+def test_min_margin_draws_only_among_candidates_that_meet_it():
+    config = BinarizeConfig(policy="best_vs_random", min_margin=1.0)
+    for seed in range(30):
+        row, reason = binarize(record([5.0, 4.9, 1.0], ["Best.", "Close.", "Far."]), config, seed)
+        assert reason is None and row["score_rejected"] == 1.0
+    row, reason = binarize(record([5.0, 4.9], ["Best.", "Close."]), config, 0)
+    assert row is None and reason == "below_margin"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import shutil
+import types
 
+import pytest
+from aift_helpers import ScriptedBackend
+
+from westwind import evaluation
 from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.evaluation import parse_single_rating, single_answer_scores, win_rate
-from westwind.generation import build_backend
+from westwind.evaluation import generate_answers, parse_single_rating, single_answer_scores, win_rate
+from westwind.io import read_jsonl
 from westwind.judges import ParseFailure
 from westwind.prompts import Prompt, prompt_id
 
@@ -36,15 +41,24 @@ def prompts(texts: list[str]) -> list[Prompt]:
     ]
 
 
-def test_single_answer_scores_count_every_prompt_with_a_real_backend(tiny_model):
-    judge = JudgeConfig(
-        kind="pairwise", model=str(tiny_model), sampling=SamplingConfig(max_new_tokens=6), max_reasks=1
-    )
-    backend = build_backend(judge)
+def test_single_answer_scores_leave_out_unreadable_replies():
+    judge = JudgeConfig(kind="pairwise", model="m", sampling=SamplingConfig(max_new_tokens=6), max_reasks=1)
+    backend = ScriptedBackend(lambda m: "[[7]]" if "red cat" in m[-1]["content"] else "no idea")
     items = prompts(["reverse: red cat", "reverse: big dog", "reverse: blue sun"])
     scores = single_answer_scores(backend, judge, items, ["cat red", "dog big", "sun"])
-    # A random tiny judge cannot follow the format: nothing is dropped silently, every prompt is scored or failed.
-    assert scores["scored"] + scores["failed"] == 3
+    assert scores == {"mean": 7.0, "scored": 1, "failed": 2}
+    assert len(backend.requests) == 5  # the two unreadable replies were re-asked once
+
+
+def test_pairwise_win_rate_counts_an_unreadable_verdict_as_failed_not_a_tie(monkeypatch):
+    def verdicts(messages):
+        return "hmm" if "prompt b" in messages[-1]["content"] else '{"winner": "A"}'
+
+    monkeypatch.setattr(evaluation, "build_backend", lambda *args: ScriptedBackend(verdicts))
+    judge = JudgeConfig(kind="pairwise", model="m", sampling=SamplingConfig(max_new_tokens=6), max_reasks=0)
+    result = win_rate(judge, None, prompts(["prompt a", "prompt b"]), ["x", "y"], ["z", "w"])
+    # "A" in both orders: the orders disagree, a tie; the unreadable one is no verdict.
+    assert (result["wins"], result["ties"], result["losses"], result["failed"]) == (0, 1, 0, 1)
 
 
 def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():
@@ -57,3 +71,22 @@ def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():
     result = win_rate(judge, None, items, model, baseline)
     assert (result["wins"], result["ties"], result["losses"], result["failed"]) == (1, 2, 1, 0)
     assert result["rate"] == pytest.approx((1 + 2 / 2) / 4)
+
+
+def test_cached_answers_are_reused_only_for_the_same_model(tiny_model, tmp_path):
+    model = tmp_path / "dpo"
+    shutil.copytree(tiny_model, model)
+    config = types.SimpleNamespace(sampling=SamplingConfig(max_new_tokens=4), batch_size=4)
+    items = prompts(["reverse: red cat", "reverse: big dog"])
+    path = tmp_path / "answers-dpo.jsonl"
+    generate_answers(None, str(model), items, config, path, seed=0)
+    first = read_jsonl(path)
+    stamp = path.stat().st_mtime_ns
+    generate_answers(None, str(model), items, config, path, seed=0)
+    assert read_jsonl(path) == first and path.stat().st_mtime_ns == stamp  # reused, not rewritten
+    weights = next(model.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-2] ^= 0x40  # the model was retrained in place
+    weights.write_bytes(bytes(data))
+    generate_answers(None, str(model), items, config, path, seed=0)
+    assert path.stat().st_mtime_ns != stamp and read_jsonl(path)[0]["key"] != first[0]["key"]

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sys
 import types
-from collections import Counter
 
 import openai
 import pytest
 import torch
 from conftest import make_conversations
 
-from westwind.aift import generation_requests
 from westwind.aift_config import EndpointConfig, GeneratorConfig, SamplingConfig
+from westwind.endpoints import resolve_model
 from westwind.generation import (
-    PRINCIPLES,
     BackendUnavailable,
     ChatRequest,
     MalformedResponse,
@@ -23,15 +21,11 @@ from westwind.generation import (
     VLLMBackend,
     build_backend,
     completion_of,
-    draw_principle,
     failure_reason,
-    model_args_for,
     read_api_key,
+    redact_key,
     resolved_sampling,
-    with_system_prompt,
 )
-from westwind.prompts import Prompt, prompt_id
-from westwind.recipe import ModelArgs
 
 
 def prompts(count: int) -> list[list[dict]]:
@@ -45,15 +39,13 @@ def sampling(
 
 
 def run(backend, requests) -> dict:
-    results = {}
-    backend.run(requests, lambda result: results.__setitem__(result.request.key, result))
-    return results
+    return {result.request.key: result for result in backend.run(requests)}
 
 
 @pytest.fixture(scope="module")
 def backend(tiny_model) -> TransformersBackend:
     config = GeneratorConfig(model=str(tiny_model), batch_size=4, device="cpu", sampling=sampling())
-    return build_backend(config)
+    return build_backend(config, resolve_model(config, None))
 
 
 def test_left_padded_batches_match_one_by_one_generation(backend):
@@ -137,41 +129,6 @@ def test_max_new_tokens_stop_strings_and_eos(backend, monkeypatch):
     assert (ended.text, ended.finish_reason) == ("cat", "stop")
 
 
-def test_at_sft_and_base_inherit_the_recipe_model_options():
-    recipe_model = ModelArgs(
-        model_name_or_path="base", chat_template="zephyr", dtype="bfloat16", trust_remote_code=True
-    )
-    recipe = types.SimpleNamespace(model=recipe_model)
-    sft = model_args_for(EndpointConfig(model="@sft"), "out/sft", recipe)
-    assert (sft.model_name_or_path, sft.chat_template, sft.dtype, sft.trust_remote_code) == (
-        "out/sft",
-        "zephyr",
-        "bfloat16",
-        True,
-    )
-    other = model_args_for(EndpointConfig(model="org/teacher", chat_template="chatml"), "org/teacher", recipe)
-    assert (other.chat_template, other.dtype, other.trust_remote_code) == ("chatml", "auto", False)
-
-
-def test_principles_are_drawn_reproducibly_and_merged_into_system_turns():
-    assert draw_principle(7) == draw_principle(7)
-    names = Counter(draw_principle(seed)[0] for seed in range(200))
-    assert set(names) == set(PRINCIPLES)
-    merged = with_system_prompt(
-        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}], "P"
-    )
-    assert merged == [{"role": "system", "content": "P\n\nBe terse."}, {"role": "user", "content": "hi"}]
-
-    prompt = Prompt(prompt_id([{"role": "user", "content": "hi"}]), [{"role": "user", "content": "hi"}])
-    generator = GeneratorConfig(model="m", n=4, principles=True, sampling=SamplingConfig(max_new_tokens=8))
-    requests = generation_requests(prompt, 0, generator, seed=1)
-    assert len(requests) == 4 and all(r.n == 1 for r in requests)
-    assert all(r.messages[0]["role"] == "system" and r.messages[1:] == prompt.messages for r in requests)
-    assert len({r.seed for r in requests}) == 4
-    assert [r.key for r in requests] == [r.key for r in generation_requests(prompt, 0, generator, seed=1)]
-    assert requests[0].sampling.temperature == 1.0  # the generator default when unset
-
-
 # ---------------------------------------------------------------- vLLM
 
 
@@ -179,7 +136,7 @@ def test_vllm_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed
     config = GeneratorConfig(model="m", backend="vllm", sampling=SamplingConfig(max_new_tokens=8))
     with pytest.raises(BackendUnavailable, match="vllm package"):
-        build_backend(config)
+        build_backend(config, resolve_model(config, None))
 
 
 def test_vllm_backend_follows_the_documented_api(monkeypatch, tiny_model):
@@ -218,7 +175,7 @@ def test_vllm_backend_follows_the_documented_api(monkeypatch, tiny_model):
         tensor_parallel_size=4,
         sampling=SamplingConfig(max_new_tokens=32),
     )
-    backend = build_backend(config, seed=11)
+    backend = build_backend(config, resolve_model(config, None), seed=11)
     assert isinstance(backend, VLLMBackend)
     hot = resolved_sampling(SamplingConfig(max_new_tokens=32, top_p=0.9, stop=["###"]), 0.8)
     results = run(backend, [ChatRequest(i, m, hot, n=2, seed=100 + i) for i, m in enumerate(prompts(3))])
@@ -264,7 +221,7 @@ def test_backoff_grows_is_capped_and_honours_retry_after(monkeypatch):
     endpoint = EndpointConfig(
         model="m", backend="openai", api_key_env="AIFT_TEST_KEY", backoff_initial=0.5, backoff_max=4.0
     )
-    backend = OpenAIBackend(endpoint, "m")
+    backend = OpenAIBackend(endpoint.options(), "m")
     plain = ValueError()
     assert 0.25 <= backend.backoff(0, plain) <= 0.5
     assert 2.0 <= backend.backoff(3, plain) <= 4.0
@@ -272,6 +229,21 @@ def test_backoff_grows_is_capped_and_honours_retry_after(monkeypatch):
     assert backend.backoff(0, status_error(429, {"retry-after": "3"})) >= 3.0
     text = backend.redact("401: Incorrect API key provided: sk-test-abcdefgh1234 (sk-tes***1234)")
     assert "abcdefgh" not in text and "1234" not in text
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "Incorrect API key provided: gsk_live_Zq81****************Xy12. See the docs.",
+        "Invalid credentials gsk_live_Zq81RealSecretXy12",
+        "token hf_live_Zq81...Xy12 rejected",
+    ],
+)
+def test_partially_masked_keys_of_any_prefix_are_redacted(echo):
+    key = "gsk_live_Zq81RealSecretXy12"
+    text = redact_key(echo.replace("hf_", "gsk_"), key)
+    assert "Zq81" not in text and "Xy12" not in text and "RealSecret" not in text
+    assert redact_key("the request timed out after 120 s", key) == "the request timed out after 120 s"
 
 
 def test_api_key_env_must_be_set(monkeypatch):

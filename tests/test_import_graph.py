@@ -78,4 +78,6 @@ def test_type_checking_imports_do_not_count():
 
 def test_the_graph_sees_the_stage_modules():
     graph = import_graph()
-    assert "westwind.preflight" in graph["westwind.stages.sft"]
+    assert (
+        "westwind.usage" in graph["westwind.stages.sft"] and "westwind.preflight" in graph["westwind.usage"]
+    )

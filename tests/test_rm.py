@@ -15,6 +15,7 @@ from test_pipeline import (
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from westwind.aift_config import JudgeConfig
+from westwind.endpoints import resolve_model
 from westwind.errors import RecipeError
 from westwind.judges import JudgeItem, make_judge
 from westwind.recipe import load_recipe
@@ -60,11 +61,11 @@ def test_reward_model_beats_chance_on_held_out_pairs_and_judges_as_at_rm(tmp_pat
     ]
     recipe = load_recipe(path)
     assert recipe.resolve_reference("@rm") == str(out)
-    judge = make_judge(JudgeConfig(kind="reward_model", model="@rm"), recipe)
+    config = JudgeConfig(kind="reward_model", model="@rm")
+    judge = make_judge(config, resolve_model(config, recipe))
     prompt = [{"role": "user", "content": "reverse: red tree moon"}]
-    scores = []
-    judge.judge([JudgeItem("0", prompt, ["moon tree red", "red tree moon the"])], lambda j: scores.append(j))
-    chosen, rejected = (rating.score for rating in scores[0].ratings)
+    (judgment,) = judge.judge([JudgeItem("0", prompt, ["moon tree red", "red tree moon the"])])
+    chosen, rejected = (rating.score for rating in judgment.ratings)
     assert chosen > rejected
     report = write_report(tmp_path / "out", {"rm": out}).read_text()
     assert f"held-out pairwise accuracy: {100 * metrics['accuracy']:.1f}% of 80 pairs" in report

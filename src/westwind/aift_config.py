@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from trl.scripts.utils import DatasetConfig
 
 from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.principles import check_weights
 
 Backend = Literal["transformers", "vllm", "openai"]
 JudgeKind = Literal["ultrafeedback", "pairwise", "reward_model", "verifier"]
@@ -20,14 +21,21 @@ Aspect = Literal["instruction_following", "honesty", "truthfulness", "helpfulnes
 ASPECTS: tuple[str, ...] = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 
 
+def key(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, help: str) -> Any:  # noqa: A002
+    """A dataclass field with its one-line `help` (shown by `--help`), as TRL's configs carry theirs."""
+    return field(default=default, default_factory=factory, metadata={"help": help})
+
+
 @dataclass
 class SamplingConfig:
     """Sampling for one generator or an LLM judge. `max_new_tokens` has no default on purpose."""
 
-    max_new_tokens: int
-    temperature: float | None = None  # None: 1.0 for generators; judges always use 0
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)
+    max_new_tokens: int = key(help="tokens per completion (required: no default on purpose)")
+    temperature: float | None = key(
+        None, help="sampling temperature; unset: 1.0 for generators, judges always use 0"
+    )
+    top_p: float = key(1.0, help="nucleus sampling mass")
+    stop: list[str] = key(factory=list, help="strings that end a completion")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -38,53 +46,148 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1]")
 
 
+@dataclass
+class TransformersOptions:
+    """backend: transformers (local batched generation)."""
+
+    batch_size: int = key(8, help="transformers: sequences per batch (prompts x n)")
+    device: str | None = key(None, help="transformers: cuda when available, else cpu")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+@dataclass
+class VLLMOptions:
+    """backend: vllm (offline vLLM in this process)."""
+
+    tensor_parallel_size: int = key(1, help="vllm: GPUs per model")
+    gpu_memory_utilization: float = key(0.9, help="vllm: fraction of GPU memory it may take")
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be at least 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+
+@dataclass
+class OpenAIOptions:
+    """backend: openai (any OpenAI-compatible endpoint)."""
+
+    base_url: str | None = key(None, help="openai: the endpoint, e.g. http://gpu-node:8000/v1")
+    api_key_env: str | None = key(
+        None, help="openai: the env var holding the key (the key never enters a recipe)"
+    )
+    concurrency: int = key(8, help="openai: requests in flight")
+    timeout: float = key(120.0, help="openai: seconds per request")
+    max_retries: int = key(
+        8, help="openai: retries on 429, 5xx, timeouts, connection errors, malformed bodies"
+    )
+    backoff_initial: float = key(1.0, help="openai: first backoff in seconds (exponential, with jitter)")
+    backoff_max: float = key(
+        60.0, help="openai: longest backoff in seconds (Retry-After is honoured up to it)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_retries < 0 or self.timeout <= 0:
+            raise ValueError("max_retries must be >= 0 and timeout > 0")
+
+
+BACKEND_OPTIONS: dict[str, type] = {
+    "transformers": TransformersOptions,
+    "vllm": VLLMOptions,
+    "openai": OpenAIOptions,
+}
+BackendOptions = TransformersOptions | VLLMOptions | OpenAIOptions
+
+
+def backend_of_key(name: str) -> str | None:
+    return next(
+        (b for b, cls in BACKEND_OPTIONS.items() if name in {f.name for f in dataclasses.fields(cls)}), None
+    )
+
+
 @dataclass(kw_only=True)
 class EndpointConfig:
-    """Where a model runs. Backend-specific keys are ignored by the other backends."""
+    """Where a model runs. The backend-specific keys (None: not given) belong to exactly one backend each;
+    a key of another backend is an error, like any unknown key."""
 
-    model: str  # a local path, a hub id, @sft or @base; for openai: the served model name
-    backend: Backend = "transformers"
-    chat_template: str | None = None  # @sft/@base default to the recipe's model.chat_template
-    dtype: str | None = None  # default: the recipe's model.dtype for @sft/@base, else "auto"
+    model: str = key(help="a local path, a hub id, @sft/@dpo/@rm/@base; for openai the served model name")
+    backend: Backend = key("transformers", help="transformers | vllm | openai; each takes only its own keys")
+    chat_template: str | None = key(
+        None, help="a shipped template name or Jinja; @references default to model.chat_template"
+    )
+    dtype: str | None = key(None, help="@references default to model.dtype, other models to auto")
+    revision: str | None = key(
+        None, help="a hub model's revision (default main; @base: model.model_revision)"
+    )
     # transformers
-    batch_size: int = 8
-    device: str | None = None  # default: cuda when available, else cpu
+    batch_size: int | None = key(None, help="transformers: sequences per batch (prompts x n)")
+    device: str | None = key(None, help="transformers: cuda when available, else cpu")
     # vllm
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    # openai (any OpenAI-compatible endpoint)
-    base_url: str | None = None
-    api_key_env: str | None = None  # the env var holding the key; the key itself never enters a recipe
-    concurrency: int = 8
-    timeout: float = 120.0
-    max_retries: int = 8
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
+    tensor_parallel_size: int | None = key(None, help="vllm: GPUs per model")
+    gpu_memory_utilization: float | None = key(None, help="vllm: fraction of GPU memory it may take")
+    # openai
+    base_url: str | None = key(None, help="openai: the endpoint, e.g. http://gpu-node:8000/v1")
+    api_key_env: str | None = key(
+        None, help="openai: the env var holding the key (the key never enters a recipe)"
+    )
+    concurrency: int | None = key(None, help="openai: requests in flight")
+    timeout: float | None = key(None, help="openai: seconds per request")
+    max_retries: int | None = key(
+        None, help="openai: retries on 429, 5xx, timeouts, connection errors, malformed bodies"
+    )
+    backoff_initial: float | None = key(
+        None, help="openai: first backoff in seconds (exponential, with jitter)"
+    )
+    backoff_max: float | None = key(
+        None, help="openai: longest backoff in seconds (Retry-After is honoured up to it)"
+    )
 
     def __post_init__(self) -> None:
         template = self.chat_template
         if template is not None and not is_jinja(template) and template not in TEMPLATES:
             raise ValueError(f"unknown chat_template {template!r}; shipped: {', '.join(sorted(TEMPLATES))}")
-        for name in ("batch_size", "tensor_parallel_size", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.max_retries < 0 or self.timeout <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout > 0")
+        self.options()  # validates the backend's own keys and rejects the other backends' keys
+
+    def options(self) -> BackendOptions:
+        """This backend's settings: the keys given, defaults for the rest."""
+        cls = BACKEND_OPTIONS[self.backend]
+        own = {f.name for f in dataclasses.fields(cls)}
+        for name in sorted(
+            n for o in BACKEND_OPTIONS.values() for n in (f.name for f in dataclasses.fields(o))
+        ):
+            if name not in own and getattr(self, name) is not None:
+                raise ValueError(
+                    f"`{name}` is a key of backend {backend_of_key(name)}; backend {self.backend} does not take it"
+                )
+        return cls(**{name: getattr(self, name) for name in own if getattr(self, name) is not None})
 
 
 @dataclass(kw_only=True)
 class GeneratorConfig(EndpointConfig):
     """One entry of the candidate pool: `n` samples per prompt from `model`."""
 
-    sampling: SamplingConfig
-    n: int = 1
-    principles: bool = False  # UltraFeedback-style: a sampled principle system prompt per completion
-    name: str | None = None  # the label recorded with each completion (default: the model)
+    sampling: SamplingConfig = key(help="sampling settings (max_new_tokens required)")
+    n: int = key(1, help="completions per prompt")
+    # UltraFeedback-style: a sampled principle system prompt per completion. true: UltraFeedback's weights
+    # (see westwind.principles); or a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}.
+    principles: bool | dict[str, float] = key(
+        False,
+        help="UltraFeedback principle system prompts: true (UltraFeedback's mix) or {principle: weight}",
+    )
+    name: str | None = key(None, help="the label stored with each completion (default: the model)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n < 1:
             raise ValueError("n must be at least 1")
+        if isinstance(self.principles, dict):
+            check_weights(self.principles)
         if self.n > 1 and self.sampling.temperature == 0:
             raise ValueError("n > 1 at temperature 0 gives n identical completions; raise the temperature")
 
@@ -93,13 +196,25 @@ class GeneratorConfig(EndpointConfig):
 class JudgeConfig(EndpointConfig):
     """The teacher. LLM judges (ultrafeedback, pairwise) run at temperature 0 on any backend."""
 
-    kind: JudgeKind
-    model: str | None = None
-    sampling: SamplingConfig | None = None  # LLM judges: max_new_tokens for the rating reply
-    aspects: list[Aspect] = field(default_factory=lambda: list(ASPECTS))
-    max_reasks: int = 2  # re-asks after an unparsable reply
-    function: str | None = None  # verifier: "module:function(prompt, completion, reference) -> float"
-    reference_column: str = "reference"  # verifier: the prompt dataset's column holding the reference
+    kind: JudgeKind = key(help="ultrafeedback | pairwise | reward_model | verifier")
+    model: str | None = key(None, help="the judge model (not for verifier)")
+    sampling: SamplingConfig | None = key(
+        None, help="LLM judges: max_new_tokens for the reply (always temperature 0)"
+    )
+    aspects: list[Aspect] = key(
+        factory=lambda: list(ASPECTS), help="ultrafeedback: the aspects rated, each at most once"
+    )
+    max_reasks: int = key(2, help="re-asks after an unparsable reply")
+    function: str | None = key(None, help="verifier: module:function(prompt, completion, reference) -> float")
+    # The prompt dataset's column holding a per-prompt reference: the verifier's answer key, and the
+    # ultrafeedback judge's world knowledge for truthfulness (used when the column exists).
+    reference_column: str = key(
+        "reference",
+        help="prompts' column with a per-prompt reference (verifier key; truthfulness world knowledge)",
+    )
+    texts_per_request: int = key(
+        4, help="ultrafeedback: candidates rated per request (larger pools are chunked)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,19 +231,26 @@ class JudgeConfig(EndpointConfig):
                 raise ValueError(f"kind {self.kind} needs `sampling` with max_new_tokens")
             if self.sampling.temperature not in (None, 0, 0.0):
                 raise ValueError("LLM judges run at temperature 0; remove sampling.temperature")
+        if self.kind == "reward_model" and self.backend != "transformers":
+            raise ValueError("a reward_model judge runs locally: backend must be transformers")
         if self.function is not None and self.function.count(":") != 1:
             raise ValueError("function must look like `package.module:function`")
         if not self.aspects or self.max_reasks < 0:
             raise ValueError("aspects must not be empty and max_reasks must be >= 0")
+        duplicates = sorted({a for a in self.aspects if self.aspects.count(a) > 1})
+        if duplicates:
+            raise ValueError(f"aspects lists {', '.join(duplicates)} more than once")
+        if self.texts_per_request < 2:
+            raise ValueError("texts_per_request must be at least 2")
 
 
 @dataclass
 class DecontaminationConfig:
     """Drop prompts sharing a word n-gram with an eval set (whole-prompt match when shorter than n)."""
 
-    datasets: list[DatasetConfig]
-    column: str = "prompt"
-    ngram: int = 13
+    datasets: list[DatasetConfig] = key(help="eval datasets to check the prompts against")
+    column: str = key("prompt", help="their prompt column")
+    ngram: int = key(13, help="shared word n-gram length that marks a prompt contaminated")
 
     def __post_init__(self) -> None:
         if self.ngram < 1 or not self.datasets:
@@ -137,10 +259,12 @@ class DecontaminationConfig:
 
 @dataclass
 class PromptsConfig:
-    datasets: list[DatasetConfig]
-    column: str = "prompt"  # a string, or a messages list (turns after the last user turn are dropped)
-    max_prompts: int | None = None
-    decontaminate: DecontaminationConfig | None = None
+    datasets: list[DatasetConfig] = key(help="TRL dataset entries holding the prompts")
+    column: str = key("prompt", help="a string, or a messages list (cut after its last user turn)")
+    max_prompts: int | None = key(None, help="a seeded sample of this many after dedupe (default: all)")
+    decontaminate: DecontaminationConfig | None = key(
+        None, help="drop prompts sharing a word n-gram with eval prompts"
+    )
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -151,22 +275,24 @@ class PromptsConfig:
 
 @dataclass
 class BinarizeConfig:
-    policy: Literal["best_vs_random", "best_vs_worst"] = "best_vs_random"
-    drop_ties: bool = True  # False: keep a pair even when no candidate scores strictly lower
-    min_margin: float = 0.0
-    min_chosen_score: float | None = None
+    policy: Literal["best_vs_random", "best_vs_worst"] = key(
+        "best_vs_random", help="best_vs_random (Zephyr) or best_vs_worst"
+    )
+    drop_ties: bool = key(True, help="false: keep a zero-margin pair when no candidate scores lower")
+    min_margin: float = key(0.0, help="draw the rejected side only among candidates at least this far below")
+    min_chosen_score: float | None = key(None, help="drop prompts whose best candidate scores below this")
 
 
 @dataclass
 class AIFTConfig:
-    prompts: PromptsConfig
-    generators: list[GeneratorConfig]
-    judge: JudgeConfig
-    binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
-    seed: int = 42
-    test_split_size: float | None = None
-    chunk_size: int = 64  # prompts judged (and persisted) per unit of work
-    push_to_hub: str | None = None  # a dataset repo id
+    prompts: PromptsConfig = key(help="where the prompts come from")
+    generators: list[GeneratorConfig] = key(help="the candidate pool")
+    judge: JudgeConfig = key(help="the teacher")
+    binarize: BinarizeConfig = key(factory=BinarizeConfig, help="how ratings become pairs")
+    seed: int = key(42, help="candidate order, sampling seeds, pair choice, train/test split")
+    test_split_size: float | None = key(None, help="a test fraction; unset for a train split only")
+    chunk_size: int = key(64, help="prompts per unit of work")
+    push_to_hub: str | None = key(None, help="a dataset repo id to push the result to")
 
     def __post_init__(self) -> None:
         if not self.generators:
@@ -189,4 +315,5 @@ def fingerprint_fields(config: object, skip: tuple[str, ...] = ()) -> dict:
         "backoff_max",
     }
     ignored |= {"gpu_memory_utilization", "tensor_parallel_size", "base_url", "api_key_env", *skip}
+    ignored |= {"model"}  # the model enters fingerprints as its content identity (westwind.endpoints)
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in ignored}

@@ -1,7 +1,8 @@
 """Turn a judged prompt (candidates with scores) into one chosen/rejected pair for dDPO.
 
 Policies: `best_vs_random` (Zephyr: chosen = highest score, rejected = random among strictly lower) and
-`best_vs_worst`. Ties at the top are broken at random; empty texts and identical texts are never paired (a pair whose two
+`best_vs_worst`. With `min_margin`, the rejected side is drawn only among candidates at least that far below
+the chosen one. Ties at the top are broken at random; empty texts and identical texts are never paired (a pair whose two
 sides match teaches nothing). All randomness is seeded per prompt id, so results do not depend on order,
 sharding or resumption.
 """
@@ -51,16 +52,21 @@ def pick_pair(
     if not distinct:
         return None, None, "identical_texts"
     lower = [c for c in distinct if c["score"] < best]
+    if lower and config.min_margin > 0:
+        # Draw only among candidates that leave the margin: a random pick below it would waste the prompt.
+        lower = [c for c in lower if best - c["score"] >= config.min_margin]
+        if not lower:
+            return None, None, "below_margin"
     if config.policy == "best_vs_worst" and lower:
         worst = min(c["score"] for c in lower)
         lower = [c for c in lower if c["score"] == worst]
     if not lower:
         if config.drop_ties:
             return None, None, "tie"
+        if config.min_margin > 0:
+            return None, None, "below_margin"
         lower = distinct  # all score the same as the chosen one: a zero-margin pair
     rejected = rng.choice(lower)
-    if chosen["score"] - rejected["score"] < config.min_margin:
-        return None, None, "below_margin"
     return chosen, rejected, None
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trl.scripts.utils import DatasetConfig
 
-from westwind.aift_config import JudgeConfig, PromptsConfig, SamplingConfig
+from westwind.aift_config import JudgeConfig, PromptsConfig, SamplingConfig, key
 
 
 @dataclass
@@ -21,18 +21,24 @@ class EvalConfig:
       verifier: pkg.mod:fn   # accuracy (c); default: the judge's function when the judge is a verifier
     """
 
-    prompts: PromptsConfig
-    sampling: SamplingConfig
-    model: str = "@dpo"
-    baseline: str = "@sft"
-    judge: JudgeConfig | None = None
-    verifier: str | None = None
-    reference_column: str = "reference"
-    single_answer_scores: bool = True  # MT-Bench-style 1-10 per answer, when the judge is an LLM
-    batch_size: int = 16
-    # Training prompts to check the eval prompts against (default: the recipe's sft and aift prompts).
-    overlap_datasets: list[DatasetConfig] = field(default_factory=list)
-    overlap_ngram: int = 13
+    prompts: PromptsConfig = key(help="held-out prompts (same keys as aift.prompts)")
+    sampling: SamplingConfig = key(help="answer sampling; greedy unless temperature is set")
+    model: str = key("@dpo", help="the candidate: a path, hub id, or @sft/@dpo/@base")
+    baseline: str = key("@sft", help="what the candidate is compared with")
+    judge: JudgeConfig | None = key(
+        None, help="default: the aift judge; win rate, and 1-10 scores for LLM judges"
+    )
+    verifier: str | None = key(
+        None, help="module:function for accuracy; default: a verifier judge's function"
+    )
+    reference_column: str = key("reference", help="the prompts' column holding the verifier's reference")
+    single_answer_scores: bool = key(True, help="MT-Bench-style 1-10 per answer, when the judge is an LLM")
+    batch_size: int = key(16, help="sequences per generation batch")
+    overlap_datasets: list[DatasetConfig] = key(
+        factory=list,
+        help="training prompts to check the eval prompts against (default: sft and aift prompts)",
+    )
+    overlap_ngram: int = key(13, help="shared word n-gram length that counts as overlap")
 
     def __post_init__(self) -> None:
         if self.verifier is not None and self.verifier.count(":") != 1:

@@ -9,6 +9,7 @@ results.json:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,9 +19,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from westwind.aift_config import GeneratorConfig, JudgeConfig
+from westwind.endpoints import resolve_model
 from westwind.eval_config import EvalConfig
 from westwind.generation import ChatRequest, build_backend, resolved_sampling
-from westwind.io import atomic_write_jsonl, atomic_write_text, read_jsonl
+from westwind.io import atomic_write_jsonl, atomic_write_text, digest, read_jsonl
 from westwind.judges import Asker, JudgeItem, PairwiseJudge, ParseFailure, judge_sampling, make_judge
 from westwind.prompts import Decontaminator, Prompt, extract, load_prompts, normalize_text
 from westwind.significance import wilson_interval
@@ -65,7 +67,7 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
             **win_rate(judge, recipe, prompts, answers[model], answers[baseline]),
         }
         if judge.kind in LLM_JUDGES and config.single_answer_scores:
-            backend = build_backend(judge, recipe)
+            backend = build_backend(judge, resolve_model(judge, recipe))
             for name in (model, baseline):
                 results["models"][name]["single_answer"] = single_answer_scores(
                     backend, judge, prompts, answers[name]
@@ -78,26 +80,29 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
 def generate_answers(
     recipe, reference: str, prompts: list[Prompt], config, path: Path, seed: int
 ) -> list[str]:
-    """Greedy (unless sampling says otherwise) answers, one per prompt; reused when `path` already has them all."""
-    cached = {row["prompt_id"]: row["answer"] for row in read_jsonl(path)} if path.exists() else {}
+    """Greedy (unless sampling says otherwise) answers, one per prompt; reused when `path` already has them all
+    from the same model (its content identity) and sampling."""
+    generator = GeneratorConfig(model=reference, sampling=config.sampling, batch_size=config.batch_size)
+    model = resolve_model(generator, recipe)
+    key = digest([model.identity, dataclasses.asdict(config.sampling), seed], 16)
+    cached = {row["prompt_id"]: row["answer"] for row in read_jsonl(path) if row.get("key") == key}
     if all(p.prompt_id in cached for p in prompts):
         return [cached[p.prompt_id] for p in prompts]
-    generator = GeneratorConfig(model=reference, sampling=config.sampling, batch_size=config.batch_size)
-    backend = build_backend(generator, recipe, seed)
+    backend = build_backend(generator, model, seed)
     sampling = resolved_sampling(config.sampling, default_temperature=0.0)
     requests = [ChatRequest(p.prompt_id, p.messages, sampling, seed=seed) for p in prompts]
     texts: dict[str, str] = {}
-    with tqdm(total=len(requests), desc=f"eval: generating ({label(reference)})", unit="prompt") as bar:
-
-        def collect(result) -> None:
+    description = f"eval: generating ({label(reference)})"
+    try:
+        for result in tqdm(backend.run(requests), total=len(requests), desc=description, unit="prompt"):
             if result.error:
                 raise RuntimeError(f"generation failed for prompt {result.request.key}: {result.error}")
             texts[result.request.key] = result.completions[0].text
-            bar.update(1)
-
-        backend.run(requests, collect)
-    backend.close()
-    atomic_write_jsonl(path, ({"prompt_id": p.prompt_id, "answer": texts[p.prompt_id]} for p in prompts))
+    finally:
+        backend.close()
+    atomic_write_jsonl(
+        path, ({"prompt_id": p.prompt_id, "answer": texts[p.prompt_id], "key": key} for p in prompts)
+    )
     return [texts[p.prompt_id] for p in prompts]
 
 
@@ -112,18 +117,19 @@ def accuracy(verifier: str, prompts: list[Prompt], answers: list[str]) -> dict[s
 
 def score_with(judge: JudgeConfig, recipe, prompts: list[Prompt], candidates: list[list[str]]) -> list[list]:
     """Per-candidate scores from a scoring judge (verifier, reward model); None where it failed."""
-    scorer = make_judge(judge, recipe)
+    scorer = make_judge(judge, None if judge.kind == "verifier" else resolve_model(judge, recipe))
     items = [
         JudgeItem(p.prompt_id, p.messages, c, p.reference) for p, c in zip(prompts, candidates, strict=True)
     ]
     scores: dict[str, list] = {}
-
-    def collect(judgment) -> None:
-        ratings = judgment.ratings or [None] * len(judgment.item.candidates)
-        scores[judgment.item.key] = [None if r is None or math.isnan(r.score) else r.score for r in ratings]
-
-    scorer.judge(items, collect)
-    scorer.close()
+    try:
+        for judgment in scorer.judge(items):
+            ratings = judgment.ratings or [None] * len(judgment.item.candidates)
+            scores[judgment.item.key] = [
+                None if r is None or math.isnan(r.score) else r.score for r in ratings
+            ]
+    finally:
+        scorer.close()
     return [scores.get(p.prompt_id, [None] * len(c)) for p, c in zip(prompts, candidates, strict=True)]
 
 
@@ -133,12 +139,19 @@ def win_rate(
     """AlpacaEval-style: wins + ties/2 over judged prompts. LLM judges see both orders (disagreement = tie)."""
     outcomes: list[str | None]
     if judge.kind in LLM_JUDGES:
-        pairwise = PairwiseJudge(build_backend(judge, recipe), judge.sampling, judge.max_reasks)
-        verdicts = pairwise._compare(
-            [(p.messages, a, b) for p, a, b in zip(prompts, model, baseline, strict=True)]
+        pairwise = PairwiseJudge(
+            build_backend(judge, resolve_model(judge, recipe)), judge.sampling, judge.max_reasks
         )
-        outcomes = [None if v.error else {"A": "win", "B": "loss", "tie": "tie"}[v.value] for v in verdicts]
-        pairwise.backend.close()
+        try:
+            verdicts = pairwise.verdicts(
+                [(p.messages, a, b) for p, a, b in zip(prompts, model, baseline, strict=True)]
+            )
+        finally:
+            pairwise.close()
+        # No verdict (a failed request, or a reply the judge never made readable) is `failed`, not a tie.
+        outcomes = [
+            None if v.value is None else {"A": "win", "B": "loss", "tie": "tie"}[v.value] for v in verdicts
+        ]
     else:
         scores = score_with(judge, recipe, prompts, [[a, b] for a, b in zip(model, baseline, strict=True)])
         outcomes = [_compare_scores(a, b) for a, b in scores]
@@ -186,15 +199,8 @@ def single_answer_scores(backend, judge: JudgeConfig, prompts: list[Prompt], ans
         p.prompt_id: [{"role": "user", "content": SINGLE_ANSWER_PROMPT.format(prompt=p.text, answer=a)}]
         for p, a in zip(prompts, answers, strict=True)
     }
-    values: dict[str, float] = {}
-
-    def done(key, answer) -> None:
-        if answer.value is not None:
-            values[key] = answer.value
-
-    Asker(backend, judge_sampling(judge.sampling), parse_single_rating, judge.max_reasks).ask(
-        conversations, done
-    )
+    asker = Asker(backend, judge_sampling(judge.sampling), parse_single_rating, judge.max_reasks)
+    values = {key: answer.value for key, answer in asker.ask(conversations) if answer.value is not None}
     mean = sum(values.values()) / len(values) if values else float("nan")
     return {"mean": mean, "scored": len(values), "failed": len(prompts) - len(values)}
 

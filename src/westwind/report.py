@@ -341,6 +341,7 @@ def aift_section(outputs: RunOutputs, plots: Path) -> list[str]:
             "pairs",
             "dropped",
             "score_histogram",
+            "score_by_position",
         ):
             if key in stats:
                 lines.append(f"- {key.replace('_', ' ')}: {stats[key]}")

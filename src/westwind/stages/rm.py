@@ -96,16 +96,17 @@ def pairwise_accuracy(model_dir: Path, pairs, dtype: str | None) -> dict[str, An
     """Held-out pairs the saved reward model ranks right (chosen above rejected), scored by the reward_model
     judge that AIFT and eval use; a tie counts as wrong. With a Wilson 95% interval."""
     from westwind.aift_config import JudgeConfig
+    from westwind.endpoints import resolve_model
     from westwind.judges import JudgeItem, make_judge
     from westwind.significance import wilson_interval
 
-    judge = make_judge(JudgeConfig(kind="reward_model", model=str(model_dir), dtype=dtype))
+    config = JudgeConfig(kind="reward_model", model=str(model_dir), dtype=dtype)
+    judge = make_judge(config, resolve_model(config, None))
     items = [
         JudgeItem(str(i), row["prompt"], [row["chosen"][0]["content"], row["rejected"][0]["content"]])
         for i, row in enumerate(pairs)
     ]
-    margins: list[float] = []
-    judge.judge(items, lambda judgment: margins.append(judgment.ratings[0].score - judgment.ratings[1].score))
+    margins = [judgment.ratings[0].score - judgment.ratings[1].score for judgment in judge.judge(items)]
     judge.close()
     correct = sum(1 for m in margins if m > 0)
     ties = sum(1 for m in margins if m == 0 or math.isnan(m))

@@ -14,7 +14,10 @@ from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
 from westwind import aift
+from westwind.aift.workspace import latest_ok
 from westwind.data import preference_problem, to_preference
+from westwind.errors import RunError
+from westwind.io import Journal, read_jsonl
 from westwind.recipe import load_recipe
 
 PROMPTS = 10
@@ -86,7 +89,7 @@ def test_output_is_a_dpo_ready_dataset_with_provenance(reference_run):
 
 def test_side_file_keeps_every_candidate_with_its_origin(reference_run):
     recipe_path, _, stats = reference_run
-    records = aift.read_jsonl(load_recipe(recipe_path).stage_dir("aift") / "ratings.jsonl")
+    records = read_jsonl(load_recipe(recipe_path).stage_dir("aift") / "ratings.jsonl")
     assert len(records) == PROMPTS == stats["judged"]
     assert stats["candidates"] == PROMPTS * 4 == sum(len(r["candidates"]) for r in records)
     assert stats["candidates_by_model"] == {
@@ -135,7 +138,7 @@ def test_failed_items_are_recorded_and_retried(tmp_path, tiny_model, prompts_pat
     monkeypatch.delenv("AIFT_TEST_FIXED", raising=False)
     counts = aift.run_shard(recipe, progress=False)
     journal = recipe.stage_dir("aift") / "shards" / "00000-of-00001" / "judged.jsonl"
-    failed = [r for r in aift.read_jsonl(journal) if r["status"] == "failed"]
+    failed = [r for r in read_jsonl(journal) if r["status"] == "failed"]
     assert counts["unfinished"] == len(failed) > 0
     assert all("verifier backend unavailable" in r["error"] for r in failed)
     with pytest.raises(aift.AIFTError, match=f"{len(failed)} of {PROMPTS} prompts"):
@@ -143,7 +146,7 @@ def test_failed_items_are_recorded_and_retried(tmp_path, tiny_model, prompts_pat
 
     monkeypatch.setenv("AIFT_TEST_FIXED", "1")
     assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
-    records = aift.read_jsonl(journal)
+    records = read_jsonl(journal)
     assert len(records) == PROMPTS + len(failed)  # only the failed prompts were judged again
     stats = aift.merge(recipe, push=False)
     assert stats["judge_failures"]["failed_items"] == len(failed)
@@ -156,7 +159,7 @@ def test_changing_the_judge_rejudges_without_regenerating(reference_run, tmp_pat
     generated = (shard / "generated.jsonl").read_text()
     _, stats = run_all(recipe_path, ["--aift.judge.function", "aift_helpers:length_score"])
     assert (shard / "generated.jsonl").read_text() == generated
-    assert len(aift.read_jsonl(shard / "judged.jsonl")) == 2 * PROMPTS
+    assert len(read_jsonl(shard / "judged.jsonl")) == 2 * PROMPTS
     for row in dataset_rows(recipe_path)["train"]:
         assert len(row["chosen"][0]["content"]) > len(row["rejected"][0]["content"])
 
@@ -164,12 +167,12 @@ def test_changing_the_judge_rejudges_without_regenerating(reference_run, tmp_pat
 def test_journal_ignores_and_repairs_a_truncated_last_line(tmp_path):
     path = tmp_path / "judged.jsonl"
     path.write_text('{"prompt_id": "a", "status": "ok"}\n{"prompt_id": "b", "sta')
-    assert [r["prompt_id"] for r in aift.read_jsonl(path)] == ["a"]
-    journal = aift.Journal(path)
+    assert [r["prompt_id"] for r in read_jsonl(path)] == ["a"]
+    journal = Journal(path)
     journal.append({"prompt_id": "c", "status": "ok"})
     journal.close()
-    assert [r["prompt_id"] for r in aift.read_jsonl(path)] == ["a", "c"]
-    assert aift.latest_ok(aift.read_jsonl(path), ("prompt_id",)).keys() == {("a",), ("c",)}
+    assert [r["prompt_id"] for r in read_jsonl(path)] == ["a", "c"]
+    assert latest_ok(read_jsonl(path), ("prompt_id",)).keys() == {("a",), ("c",)}
 
 
 def test_local_llm_judge_parse_failures_are_counted(tmp_path, tiny_model, prompts_path):
@@ -184,21 +187,29 @@ def test_local_llm_judge_parse_failures_are_counted(tmp_path, tiny_model, prompt
         "sampling": {"max_new_tokens": 6},
     }
     recipe = load_recipe(write_recipe(tmp_path, tiny_model, section), stage="aift")
-    assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
-    with pytest.raises(aift.AIFTError, match="unrated"):
+    # A judge that gave up gives no verdict: the prompts stay unfinished (retried next run), not unrated.
+    assert aift.run_shard(recipe, progress=False)["unfinished"] == PROMPTS
+    with pytest.raises(aift.AIFTError, match=f"{PROMPTS} of {PROMPTS} prompts are not judged"):
         aift.merge(recipe, push=False)
+    with pytest.raises(aift.AIFTError, match="no preference pairs"):
+        aift.merge(recipe, allow_partial=True, push=False)
     stats = json.loads((recipe.stage_dir("aift") / "stats.json").read_text())
     requests = PROMPTS * 2  # aspects per prompt
     assert sum(v for k, v in stats["parse_failures"].items() if k != "gave_up") == 2 * requests
     assert stats["parse_failures"]["gave_up"] == requests
-    assert stats["dropped"] == {"unrated": PROMPTS} and stats["rated_candidates"] == 0
+    assert stats["judge_failures"]["failed_items"] == PROMPTS and stats["prompts"]["missing"] == PROMPTS
+
+
+API_KEY = "gsk_live_Zq81RealSecretXy12"  # not sk-: any prefix must be redacted
+PARTIAL_KEY = "gsk_live_Zq81**********Xy12"
 
 
 class CannedEndpoint:
-    """A stdlib OpenAI-compatible stand-in on 127.0.0.1: answers 401 while `refuse` is set, else echoes."""
+    """A stdlib OpenAI-compatible stand-in on 127.0.0.1: answers `refuse` (an HTTP status, with a body that
+    echoes part of the key as real APIs do) while it is set, else echoes the prompt."""
 
-    def __init__(self):
-        self.refuse = True
+    def __init__(self, refuse: int | None = 400):
+        self.refuse = refuse
         self.bodies: list[dict] = []
         endpoint = self
 
@@ -207,7 +218,8 @@ class CannedEndpoint:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 endpoint.bodies.append(body)
                 if endpoint.refuse:
-                    status, reply = 401, {"error": {"message": "Incorrect API key provided: sk-ab***yz"}}
+                    message = f"Incorrect API key provided: {PARTIAL_KEY}. Request {endpoint.refuse}."
+                    status, reply = endpoint.refuse, {"error": {"message": message}}
                 else:
                     text = f"seed {body['seed']}: {body['messages'][-1]['content'][::-1]}"
                     message = {"role": "assistant", "content": text}
@@ -233,7 +245,7 @@ class CannedEndpoint:
         return f"http://127.0.0.1:{self.server.server_port}/v1"
 
 
-def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prompts_path):
+def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prompts_path, monkeypatch):
     endpoint = CannedEndpoint()
     section = aift_section(prompts_path, tiny_model)
     section["generators"] = [
@@ -244,17 +256,20 @@ def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prom
             "n": 2,
             "principles": True,
             "max_retries": 3,
+            "api_key_env": "AIFT_TEST_KEY",
             "sampling": {"max_new_tokens": 12, "temperature": 0.6, "top_p": 0.9, "stop": ["\n\n"]},
         }
     ]
+    monkeypatch.setenv("AIFT_TEST_KEY", API_KEY)
     recipe = load_recipe(write_recipe(tmp_path, tiny_model, section), stage="aift")
     try:
         assert aift.run_shard(recipe, progress=False)["unfinished"] == PROMPTS
         journal = recipe.stage_dir("aift") / "shards" / "00000-of-00001" / "generated.jsonl"
-        failed = aift.read_jsonl(journal)
+        failed = read_jsonl(journal)
         assert [r["status"] for r in failed] == ["failed"] * PROMPTS
-        assert all("client_error" in r["error"] and "sk-ab" not in r["error"] for r in failed)
-        assert len(endpoint.bodies) == 2 * PROMPTS  # a 401 is not retried
+        assert all("client_error" in r["error"] for r in failed)
+        assert "Zq81" not in journal.read_text() and "Xy12" not in journal.read_text()
+        assert len(endpoint.bodies) == 2 * PROMPTS  # a 400 is not retried
 
         endpoint.refuse = False
         assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
@@ -266,8 +281,36 @@ def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prom
     assert body["model"] == "served-model" and body["max_tokens"] == 12 and body["stop"] == ["\n\n"]
     assert (body["temperature"], body["top_p"]) == (0.6, 0.9)
     assert body["messages"][0]["role"] == "system"  # the drawn principle
-    records = aift.read_jsonl(recipe.stage_dir("aift") / "ratings.jsonl")
+    records = read_jsonl(recipe.stage_dir("aift") / "ratings.jsonl")
     for record in records:
         seeds = [c["params"]["seed"] for c in record["candidates"]]
         assert [c["text"].split(":")[0] for c in record["candidates"]] == [f"seed {s}" for s in seeds]
         assert seeds == sorted(seeds) and len(set(seeds)) == 2
+
+
+def test_a_rejected_key_stops_the_run_with_the_reason_and_writes_nothing(
+    tmp_path, tiny_model, prompts_path, monkeypatch
+):
+    endpoint = CannedEndpoint(refuse=401)
+    section = aift_section(prompts_path, tiny_model)
+    section["generators"] = [
+        {
+            "model": "served-model",
+            "backend": "openai",
+            "base_url": endpoint.base_url,
+            "api_key_env": "AIFT_TEST_KEY",
+            "sampling": {"max_new_tokens": 12},
+        }
+    ]
+    monkeypatch.setenv("AIFT_TEST_KEY", API_KEY)
+    recipe = load_recipe(write_recipe(tmp_path, tiny_model, section), stage="aift")
+    try:
+        with pytest.raises(RunError) as error:
+            aift.run_shard(recipe, progress=False)
+    finally:
+        endpoint.server.shutdown()
+    message = str(error.value)
+    assert "rejected the API key from AIFT_TEST_KEY" in message and "Incorrect API key provided" in message
+    assert "Zq81" not in message and "Xy12" not in message and "rerun" not in message.split(";")[0]
+    journal = recipe.stage_dir("aift") / "shards" / "00000-of-00001" / "generated.jsonl"
+    assert read_jsonl(journal) == []

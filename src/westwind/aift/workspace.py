@@ -1,0 +1,133 @@
+"""The AIFT work folder and the keys that decide which finished work a run may reuse.
+
+Layout under `<output_dir>/aift`:
+
+    shards/<i>-of-<N>/generated.jsonl   one record per (prompt, generator), appended as it finishes
+    shards/<i>-of-<N>/judged.jsonl      one record per prompt: its candidates with ratings, appended as each
+                                        prompt's judgment finishes
+    model-digests.json                  sha256 of model files, by path, size and mtime (a cache)
+    ratings.jsonl                       every judged prompt of the last merge, all candidates and ratings
+    dataset/                            DatasetDict (train[, test]) for the dpo stage (`@aift`)
+    train.jsonl[, test.jsonl], stats.json
+
+Journals are append-only (flush + fsync per record); the last record for a key wins, a truncated last line
+is ignored, and a failed record is retried on the next run. A record's key holds everything that produced
+it: a generator's settings and its model's content identity (westwind.endpoints), and for a judged prompt
+the judge's settings and identity, every generator's key, and the prompt's own judge inputs (its
+conversation and reference). Changing any of them redoes exactly the affected work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from westwind.aift_config import AIFTConfig, fingerprint_fields
+from westwind.endpoints import ResolvedModel, resolve_model
+from westwind.io import digest, read_jsonl
+from westwind.prompts import Prompt
+
+GENERATED_KEY = ("prompt_id", "generator", "fingerprint")
+JUDGED_KEY = ("prompt_id", "fingerprint")
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = root
+        self.shards = root / "shards"
+        self.ratings = root / "ratings.jsonl"
+        self.dataset = root / "dataset"
+        self.stats = root / "stats.json"
+        self.digests = root / "model-digests.json"
+
+    def shard_dir(self, index: int, count: int) -> Path:
+        return self.shards / f"{index:05d}-of-{count:05d}"
+
+    def all_records(self, name: str) -> list[dict]:
+        records = []
+        for path in sorted(self.shards.glob(f"*/{name}")):
+            records += read_jsonl(path)
+        return records
+
+    def split_files(self) -> list[Path]:
+        return sorted(self.root.glob("*.jsonl"))
+
+
+def fingerprint(value: Any) -> str:
+    return digest(value, 16)
+
+
+@dataclass
+class Keys:
+    """The current settings' keys: one per generator, and the judge's (to combine with each prompt's)."""
+
+    generators: list[str]
+    judge: str
+
+    def generated(self, prompt: Prompt, index: int) -> tuple:
+        return (prompt.prompt_id, index, self.generators[index])
+
+    def judged(self, prompt: Prompt) -> tuple:
+        return (prompt.prompt_id, fingerprint([self.judge, prompt.messages, prompt.reference]))
+
+
+@dataclass
+class Models:
+    """Each generator's and the judge's resolved model (None for a verifier)."""
+
+    generators: list[ResolvedModel]
+    judge: ResolvedModel | None
+
+
+def resolve_models(config: AIFTConfig, recipe: Any, workspace: Workspace) -> Models:
+    generators = [resolve_model(g, recipe, workspace.digests) for g in config.generators]
+    judge = None
+    if config.judge.kind != "verifier":
+        judge = resolve_model(config.judge, recipe, workspace.digests)
+    return Models(generators, judge)
+
+
+def make_keys(config: AIFTConfig, models: Models) -> Keys:
+    generators = [
+        fingerprint([fingerprint_fields(g), config.seed, m.identity])
+        for g, m in zip(config.generators, models.generators, strict=True)
+    ]
+    identity = models.judge.identity if models.judge is not None else None
+    judge = fingerprint([fingerprint_fields(config.judge), config.seed, generators, identity])
+    return Keys(generators, judge)
+
+
+@dataclass
+class ShardRun:
+    """What generation and judging of one shard share: its settings, prompts, models, keys and folder."""
+
+    config: AIFTConfig
+    prompts: list[Prompt]
+    models: Models
+    keys: Keys
+    workspace: Workspace
+    progress: bool = True
+
+    def in_chunks(self, todo: list[Prompt], description: str) -> Iterator[tuple[list[Prompt], tqdm]]:
+        """`todo` in units of `chunk_size` prompts, with the progress bar (one tick per finished prompt)."""
+        with tqdm(total=len(todo), desc=description, unit="prompt", disable=not self.progress) as bar:
+            for chunk in chunks(todo, self.config.chunk_size):
+                yield chunk, bar
+
+
+def latest_ok(records: Iterable[dict], key_fields: tuple[str, ...]) -> dict[tuple, dict]:
+    """The last successful record per key (records are in append order)."""
+    found: dict[tuple, dict] = {}
+    for record in records:
+        if record.get("status") == "ok":
+            found[tuple(record.get(k) for k in key_fields)] = record
+    return found
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

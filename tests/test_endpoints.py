@@ -1,0 +1,54 @@
+"""Endpoint resolution: @references inherit the recipe's model options; content identities key reuse."""
+
+from __future__ import annotations
+
+import shutil
+import types
+
+from westwind.aift_config import EndpointConfig
+from westwind.endpoints import model_args_for, model_identity, resolve_model
+from westwind.io import write_stage_marker
+from westwind.recipe import ModelArgs
+
+
+def test_at_sft_and_base_inherit_the_recipe_model_options():
+    recipe_model = ModelArgs(
+        model_name_or_path="base", chat_template="zephyr", dtype="bfloat16", trust_remote_code=True
+    )
+    recipe = types.SimpleNamespace(model=recipe_model)
+    sft = model_args_for(EndpointConfig(model="@sft"), "out/sft", recipe)
+    assert (sft.model_name_or_path, sft.chat_template, sft.dtype, sft.trust_remote_code) == (
+        "out/sft",
+        "zephyr",
+        "bfloat16",
+        True,
+    )
+    other = model_args_for(EndpointConfig(model="org/teacher", chat_template="chatml"), "org/teacher", recipe)
+    assert (other.chat_template, other.dtype, other.trust_remote_code) == ("chatml", "auto", False)
+
+
+def test_identity_follows_the_weights_not_the_path_or_run_metadata(tiny_model, tmp_path):
+    model = tmp_path / "sft"
+    shutil.copytree(tiny_model, model)
+    cache = tmp_path / "digests.json"
+    first = model_identity(str(model), digest_cache=cache)
+    assert first.startswith("local:") and cache.exists()
+    write_stage_marker(model, "some-config-hash", 1.0)  # run metadata: not the model
+    (model / "trainer_state.json").write_text("{}")
+    assert model_identity(str(model), digest_cache=cache) == first
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(model, copy)
+    assert model_identity(str(copy)) == first  # same content, other place
+    weights = next(model.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # retrained: one byte of the weights differs, the size does not
+    weights.write_bytes(bytes(data))
+    assert model_identity(str(model), digest_cache=cache) != first
+
+
+def test_hub_ids_are_identified_by_revision_and_served_models_by_name():
+    hub = EndpointConfig(model="org/teacher", revision="abc123")
+    assert resolve_model(hub, None).identity == "hub:org/teacher@abc123"
+    assert resolve_model(EndpointConfig(model="org/teacher"), None).identity == "hub:org/teacher@main"
+    served = resolve_model(EndpointConfig(model="gpt-x", backend="openai"), None)
+    assert (served.identity, served.model_args) == ("served:gpt-x", None)
