@@ -3,8 +3,6 @@ are recognised and cleared without touching what a stage does not own."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import make_conversations, make_preferences, tiny_recipe, write_jsonl, write_recipe
 
@@ -86,18 +84,18 @@ def test_clearing_a_training_folder_keeps_what_the_stage_does_not_own(tmp_path):
         (folder / name).write_text("{}")
     (folder / "my_notes.txt").write_text("mine")
     identity.record_hash(folder, "sft", "old")
-    assert identity.foreign_outputs(folder, "new", training=True)
-    assert identity.foreign_outputs(folder, "old", training=True) is None
-    identity.clear(folder, training=True)
+    assert identity.foreign_outputs(folder, "new")
+    assert identity.foreign_outputs(folder, "old") is None
+    identity.clear(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["my_notes.txt"]
-    assert identity.foreign_outputs(folder, "new", training=True) is None
+    assert identity.foreign_outputs(folder, "new") is None
 
 
 def test_a_folder_without_a_record_is_foreign(tmp_path):
-    folder = tmp_path / "eval"
+    folder = tmp_path / "sft"
     folder.mkdir()
-    (folder / "answers.jsonl").write_text(json.dumps({"prompt_id": "p", "answer": "old"}) + "\n")
-    assert "no record" in identity.foreign_outputs(folder, "h", training=False)
+    (folder / "adapter_config.json").write_text("{}")  # left by an older run
+    assert "no record" in identity.foreign_outputs(folder, "h")
 
 
 def test_preference_rows_are_hashed_too(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):

@@ -111,30 +111,27 @@ def test_bad_stage_range_is_bad_input(full_recipe):
 # ---------------------------------------------------------------- folders made under other inputs
 
 
-def test_a_stage_folder_made_under_other_inputs_is_cleared_before_the_stage_runs(full_recipe, tmp_path):
+def test_a_training_folder_made_under_other_inputs_is_cleared_before_the_stage_runs(full_recipe):
     recipe = load_recipe(full_recipe)
     hashes = stage_hashes(recipe)
-    eval_dir = recipe.stage_dir("eval")
-    eval_dir.mkdir(parents=True)
-    (eval_dir / "answers-dpo.jsonl").write_text('{"prompt_id": "p", "answer": "from another model"}\n')
-    identity.record_hash(eval_dir, "eval", "another-hash")
-    start_clean(recipe, "eval", identity.folder_key(recipe, "eval", hashes))
-    assert [p.name for p in eval_dir.iterdir()] == [identity.IDENTITY_FILE]
-
-    (eval_dir / "answers-dpo.jsonl").write_text("{}\n")  # made under this run's inputs: kept
-    start_clean(recipe, "eval", identity.folder_key(recipe, "eval", hashes))
-    assert (eval_dir / "answers-dpo.jsonl").exists()
+    dpo_dir = recipe.stage_dir("dpo")
+    (dpo_dir / "sft-merged").mkdir(parents=True)  # merged from another dSFT adapter
+    (dpo_dir / "adapter_config.json").write_text("{}")
+    (dpo_dir / "notes.txt").write_text("the user's")
+    identity.record_hash(dpo_dir, "dpo", "another-hash")
+    start_clean(recipe, "dpo", hashes["dpo"])
+    assert sorted(p.name for p in dpo_dir.iterdir()) == ["notes.txt", identity.IDENTITY_FILE]
+    assert identity.recorded_hash(dpo_dir) == hashes["dpo"]
 
 
-def test_aift_work_survives_its_own_changes_but_not_another_sft(full_recipe):
+def test_aift_and_eval_folders_are_left_to_their_own_keys(full_recipe):
     recipe = load_recipe(full_recipe)
-    key = identity.folder_key(recipe, "aift", stage_hashes(recipe))
-    rebinarized = load_recipe(full_recipe, ["--aift.binarize.policy", "best_vs_worst"])
-    assert (
-        identity.folder_key(rebinarized, "aift", stage_hashes(rebinarized)) == key
-    )  # its journals are keyed
-    retrained = load_recipe(full_recipe, ["--sft.learning_rate", "0.001"])
-    assert identity.folder_key(retrained, "aift", stage_hashes(retrained)) != key  # @sft is another model
+    for stage in ("aift", "eval"):
+        folder = recipe.stage_dir(stage)
+        folder.mkdir(parents=True)
+        (folder / "kept.jsonl").write_text("{}\n")  # keyed by the models' content identity: reusable
+        start_clean(recipe, stage, "another-hash")
+        assert [p.name for p in folder.iterdir()] == ["kept.jsonl"]
 
 
 @pytest.mark.slow

@@ -181,18 +181,6 @@ def stage_hashes(recipe) -> dict[str, str]:
     return hashes
 
 
-def folder_key(recipe, stage: str, hashes: dict[str, str]) -> str:
-    """What a stage folder's reusable contents depend on. The stage hash, except for AIFT: its journals are
-    keyed by their own fingerprints (generator, judge, prompt), which do not see the models behind @sft/@base,
-    so its folder is keyed on the model section and the upstream chain only."""
-    if stage != "aift":
-        return hashes[stage]
-    upstream = [hashes[s] for s in STAGES[: STAGES.index("aift")] if s in hashes]
-    return io.digest(
-        {"model": recipe.raw["model"], "output_dir": str(recipe.output_dir), "upstream": upstream}
-    )
-
-
 # ---------------------------------------------------------------- folders
 
 
@@ -205,22 +193,19 @@ def record_hash(folder: Path, stage: str, config_hash: str) -> None:
     io.atomic_write_json(Path(folder) / IDENTITY_FILE, {"stage": stage, "config_hash": config_hash})
 
 
-def owned_paths(folder: Path, training: bool) -> list[Path]:
-    """What a stage wrote in `folder` (its identity record aside): a training stage's known outputs, or
-    everything in a pipeline-owned `<output_dir>/<stage>` folder."""
+def owned_paths(folder: Path) -> list[Path]:
+    """What a training stage wrote in `folder` (its identity record aside); the folder may be a user's, so
+    only the names in TRAINING_OUTPUTS count."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    if training:
-        found = {p for pattern in TRAINING_OUTPUTS for p in folder.glob(pattern)}
-    else:
-        found = set(folder.iterdir())
+    found = {p for pattern in TRAINING_OUTPUTS for p in folder.glob(pattern)}
     return sorted(p for p in found if p.name != IDENTITY_FILE)
 
 
-def clear(folder: Path, training: bool) -> list[Path]:
-    """Remove what a stage owns in `folder` (and its identity record); returns what was removed."""
-    removed = owned_paths(folder, training)
+def clear(folder: Path) -> list[Path]:
+    """Remove what a training stage owns in `folder` (and its identity record); returns what was removed."""
+    removed = owned_paths(folder)
     for path in removed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -230,9 +215,9 @@ def clear(folder: Path, training: bool) -> list[Path]:
     return removed
 
 
-def foreign_outputs(folder: Path, config_hash: str, training: bool) -> str | None:
+def foreign_outputs(folder: Path, config_hash: str) -> str | None:
     """Why `folder` holds work from another run (other inputs), or None when all of it is this run's."""
-    if not owned_paths(folder, training):
+    if not owned_paths(folder):
         return None
     recorded = recorded_hash(folder)
     if recorded is None:

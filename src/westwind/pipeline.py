@@ -30,14 +30,17 @@ def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
     return marker.get("config_hash") == config_hash
 
 
-def start_clean(recipe: Recipe, stage: str, key: str) -> None:
-    """Clear a stage folder made under other inputs (see identity.folder_key), then record `key` in it."""
+def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
+    """Clear a training stage's folder made under other inputs, then record `config_hash` in it. AIFT and
+    eval key their reusable work on what produced it themselves (models by content identity)."""
+    if stage not in TRAINING_STAGES:
+        return
     directory = recipe.stage_dir(stage)
-    problem = identity.foreign_outputs(directory, key, training=stage in TRAINING_STAGES)
+    problem = identity.foreign_outputs(directory, config_hash)
     if problem:
         print(f"westwind: [{stage}] clearing it first: {problem}", flush=True)
-        identity.clear(directory, training=stage in TRAINING_STAGES)
-    identity.record_hash(directory, stage, key)
+        identity.clear(directory)
+    identity.record_hash(directory, stage, config_hash)
 
 
 def mark_complete(recipe: Recipe, stage: str, config_hash: str, seconds: float) -> None:
@@ -95,7 +98,7 @@ def main(argv: list[str]) -> None:
             continue
         launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
-        start_clean(recipe, stage, identity.folder_key(recipe, stage, hashes))
+        start_clean(recipe, stage, hashes[stage])
         run_stage(stage, args.recipe, overrides, launcher)
         mark_complete(recipe, stage, hashes[stage], time.monotonic() - stage_started)
     finish(recipe, time.monotonic() - started)

@@ -129,7 +129,7 @@ def prepare_output_dir(recipe: Recipe, stage: str, config_hash: str, overwrite: 
     if config.resume_from_checkpoint:
         _check_checkpoint(recipe, stage, Path(config.resume_from_checkpoint), config_hash)
         return config.resume_from_checkpoint
-    problem = identity.foreign_outputs(output_dir, config_hash, training=True) or _foreign_checkpoint(
+    problem = identity.foreign_outputs(output_dir, config_hash) or _foreign_checkpoint(
         output_dir, config_hash
     )
     if problem and not overwrite:
@@ -141,7 +141,7 @@ def prepare_output_dir(recipe: Recipe, stage: str, config_hash: str, overwrite: 
         )
     if problem and config.should_save:
         print(f"westwind: overwrite_output_dir: clearing {output_dir} ({problem})")
-        identity.clear(output_dir, training=True)
+        identity.clear(output_dir)
     return checkpoint_to_resume(config)
 
 
