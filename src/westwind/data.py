@@ -219,5 +219,9 @@ def dpo_inputs(recipe) -> tuple[str, list[DatasetConfig]]:
     """The dpo stage's policy path and datasets with @references resolved (the preflight checked them)."""
     stage = recipe.dpo_data
     policy = recipe.resolve_reference(stage.model_name_or_path)
-    configs = stage.datasets or [DatasetConfig(path="@aift")]
-    return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
+    return policy, resolved_datasets(recipe, stage.datasets or [DatasetConfig(path="@aift")])
+
+
+def resolved_datasets(recipe, configs: list[DatasetConfig]) -> list[DatasetConfig]:
+    """Dataset entries with @references (@aift, @distill) turned into paths (the preflight checked them)."""
+    return [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]

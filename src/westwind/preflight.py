@@ -4,7 +4,7 @@
 pipeline runs it for the stages it will launch. A problem raises RecipeError (`FILE: KEY: problem`, exit 2).
 
 Checked here: numeric ranges (rates, beta, batch sizes, fractions, token limits), LoRA/4-bit keys that would be
-ignored, the attention implementation, references (@base, @sft, @aift, @dpo) and whether what they name exists,
+ignored, the attention implementation, references (@base, @distill, @sft, @aift, @dpo) and whether what they name exists,
 local model folders (and their tokenizer files), writable output folders, callables (verifiers) importable,
 named API-key variables present (their values are never printed), and launch compatibility.
 """
@@ -25,7 +25,7 @@ from westwind.launch_check import check_launch_compatibility, load_accelerate_co
 from westwind.recipe import Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
 
-REFERENCE_STAGES = {"@sft": "sft", "@aift": "aift", "@dpo": "dpo"}
+REFERENCE_STAGES = {"@distill": "distill", "@sft": "sft", "@aift": "aift", "@dpo": "dpo"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Without use_peft these would be ignored while full training runs: refused. lora_target_modules alone is the
 # per-family preset that new-recipe writes for `--model.use_peft true`; it is allowed and said to be unused.
@@ -239,7 +239,8 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
-        ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", ("@aift",))
+        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift",)
+        ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", allowed)
     if stage == "dpo":
         if not data.datasets:
             ctx.reference("@aift", "dpo.datasets", ("@aift",))
@@ -264,6 +265,19 @@ def check_aift(recipe: Recipe, ctx: Context) -> None:
     check_writable(ctx, recipe.stage_dir("aift"), "output_dir")
 
 
+def check_distill(recipe: Recipe, ctx: Context) -> None:
+    config = recipe.distill
+    check_endpoint(ctx, config.teacher, "distill.teacher")
+    if config.dialogues.user is not None:
+        check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
+    if config.instructions is not None and not Path(config.instructions.seed_tasks).expanduser().is_file():
+        raise ctx.fail("distill.instructions.seed_tasks", f"file not found: {config.instructions.seed_tasks}")
+    prompts = config.dialogues.prompts
+    for index, dataset in enumerate(prompts.datasets if prompts else []):
+        ctx.reference(dataset.path, f"distill.dialogues.prompts.datasets[{index}].path", ())
+    check_writable(ctx, recipe.stage_dir("distill"), "output_dir")
+
+
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
     references = ("@base", "@sft", "@dpo")
@@ -283,6 +297,7 @@ def check_eval(recipe: Recipe, ctx: Context) -> None:
 
 
 CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
+    "distill": check_distill,
     "sft": check_training,
     "dpo": check_training,
     "aift": check_aift,

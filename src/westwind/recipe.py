@@ -3,11 +3,13 @@
     output_dir: outputs/zephyr-7b        # root; stages write to <output_dir>/<stage>
     model:    {TRL ModelConfig fields} + chat_template
     sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
+    distill:  westwind.distill.config.DistillConfig (teacher-written dSFT data, before sft)
     aift:     westwind.aift_config.AIFTConfig
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
     eval:     westwind.eval_config.EvalConfig
 
-References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
+References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset,
+`@distill` the distilled dSFT dataset.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from trl.scripts.utils import DatasetConfig
 from westwind import schema
 from westwind.aift_config import AIFTConfig
 from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.distill.config import DistillConfig
 from westwind.errors import RecipeError
 from westwind.eval_config import EvalConfig
 from westwind.launch_check import check_launch_compatibility
@@ -112,6 +115,7 @@ SECTION_CLASSES: dict[str, tuple[type, ...]] = {
     "sft": (StageData, SFTConfig),
     "dpo": (DPOStageExtras, DPOConfig),
     "aift": (AIFTConfig,),
+    "distill": (DistillConfig,),
     "eval": (EvalConfig,),
 }
 
@@ -126,6 +130,7 @@ class Recipe:
     sft_data: StageData | None = None
     dpo: DPOConfig | None = None
     dpo_data: DPOStageExtras | None = None
+    distill: Any = None
     aift: Any = None
     eval: Any = None
 
@@ -136,13 +141,15 @@ class Recipe:
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @aift into a concrete model or dataset path."""
+        """Turn @base / @sft / @aift / @distill / @dpo into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
             return str(self.stage_dir("sft"))
         if value == "@aift":
             return str(self.stage_dir("aift") / "dataset")
+        if value == "@distill":
+            return str(self.stage_dir("distill") / "dataset")
         if value == "@dpo":
             return str(self.stage_dir("dpo"))
         return value
@@ -247,6 +254,8 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
         recipe.dpo, recipe.dpo_data = validate_trainer_stage(
             raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe
         )
+    if raw.get("distill") is not None:
+        recipe.distill = schema.build(DistillConfig, raw["distill"], "distill")
     if raw.get("aift") is not None:
         recipe.aift = schema.build(AIFTConfig, raw["aift"], "aift")
     if raw.get("eval") is not None:

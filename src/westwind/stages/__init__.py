@@ -4,12 +4,13 @@ leaves behind. Each module has `main(argv)` and `make_parser()`; run one with `p
 
 from __future__ import annotations
 
-STAGES = ("sft", "aift", "dpo", "eval")
+STAGES = ("distill", "sft", "aift", "dpo", "eval")
 TRAINING_STAGES = ("sft", "dpo")
 MODULES = {stage: f"westwind.stages.{stage}" for stage in STAGES}
-TITLES = {"sft": "dSFT", "aift": "AIFT", "dpo": "dDPO", "eval": "Evaluation"}
+TITLES = {"distill": "Distill", "sft": "dSFT", "aift": "AIFT", "dpo": "dDPO", "eval": "Evaluation"}
 # What a finished stage leaves behind (any one of the names).
 OUTPUTS = {
+    "distill": ("dataset/dataset_dict.json",),
     "sft": ("config.json", "adapter_config.json"),
     "aift": ("dataset/dataset_dict.json",),
     "dpo": ("config.json", "adapter_config.json"),
