@@ -116,7 +116,9 @@ class ScriptedTeacher:
                     return self.reply(200, {"object": "garbage"})
                 text, finish_reason = teacher.answer(body)
                 message = {"role": "assistant", "content": text}
-                self.reply(200, {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]})
+                self.reply(
+                    200, {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+                )
 
             def reply(self, status: int, value: dict) -> None:
                 payload = json.dumps(value).encode()
@@ -143,9 +145,9 @@ class ScriptedTeacher:
         self.server.server_close()
 
 
-def distill_section(teacher: dict[str, Any], seed_tasks: Path, **extra: Any) -> dict[str, Any]:
+def distill_section(endpoint: dict[str, Any], seed_tasks: Path, **extra: Any) -> dict[str, Any]:
     section = {
-        "teacher": teacher,
+        "teacher": endpoint,
         "instructions": {
             "seed_tasks": str(seed_tasks),
             "target": 12,
@@ -168,7 +170,9 @@ def distill_section(teacher: dict[str, Any], seed_tasks: Path, **extra: Any) -> 
     return section
 
 
-def write_distill_recipe(directory: Path, model: Path | str, distill: dict[str, Any], **sections: Any) -> Path:
+def write_distill_recipe(
+    directory: Path, model: Path | str, distill: dict[str, Any], **sections: Any
+) -> Path:
     recipe = {
         "output_dir": str(directory / "out"),
         "model": {"model_name_or_path": str(model)},
