@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from westwind.callables import CallableImportError, load_callable
-from westwind.errors import RecipeError, exit_on_user_error
+from westwind.errors import DataError, RecipeError, exit_on_user_error
 from westwind.launch_check import check_launch_compatibility, load_accelerate_config
 from westwind.recipe import Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
@@ -270,12 +270,24 @@ def check_distill(recipe: Recipe, ctx: Context) -> None:
     check_endpoint(ctx, config.teacher, "distill.teacher")
     if config.dialogues.user is not None:
         check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
-    if config.instructions is not None and not Path(config.instructions.seed_tasks).expanduser().is_file():
-        raise ctx.fail("distill.instructions.seed_tasks", f"file not found: {config.instructions.seed_tasks}")
+    if config.instructions is not None:
+        check_seed_tasks(ctx, config.instructions.seed_tasks)
     prompts = config.dialogues.prompts
     for index, dataset in enumerate(prompts.datasets if prompts else []):
         ctx.reference(dataset.path, f"distill.dialogues.prompts.datasets[{index}].path", ())
     check_writable(ctx, recipe.stage_dir("distill"), "output_dir")
+
+
+def check_seed_tasks(ctx: Context, path: str) -> None:
+    from westwind.distill.instructions import load_seed_tasks  # lazy: numpy and rouge-score come with it
+
+    key = "distill.instructions.seed_tasks"
+    if not Path(path).expanduser().is_file():
+        raise ctx.fail(key, f"file not found: {path}")
+    try:
+        load_seed_tasks(path)
+    except DataError as error:
+        raise ctx.fail(key, str(error)) from None
 
 
 def check_eval(recipe: Recipe, ctx: Context) -> None:
