@@ -191,3 +191,26 @@ def test_dialogues_from_a_prompt_dataset_against_transformers_serve(server, tiny
             assert record["dropped_turns"] == {"truncated_assistant": 1}
         else:
             assert record["messages"][-1]["role"] == "assistant"
+
+
+@pytest.mark.slow
+def test_westwind_run_goes_from_seed_tasks_to_a_dsft_model(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    from conftest import tiny_recipe, write_recipe
+
+    with ScriptedTeacher(fault_every=7) as scripted:
+        recipe = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+        del recipe["dpo"]
+        recipe["sft"]["datasets"] = [{"path": "@distill"}]
+        recipe["distill"] = distill_section(
+            scripted.endpoint(), shared_file("data/self_instruct_seed_tasks.jsonl")
+        )
+        path = write_recipe(tmp_path / "recipe.yaml", recipe)
+        env = {**os.environ, "OMP_NUM_THREADS": "2"}
+        command = [sys.executable, "-m", "westwind.cli", "run", str(path)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.index("westwind: [distill]") < result.stdout.index("westwind: [sft]")
+    out = tmp_path / "out"
+    assert (out / "sft" / "config.json").exists() and (out / "distill" / ".westwind-stage.json").exists()
+    report = (out / "report.md").read_text()
+    assert "## Distill" in report and "dropped_similar" in report and "| Distill |" in report

@@ -248,6 +248,7 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     if headline:
         lines += ["## Result", "", *[f"- {line}" for line in headline], ""]
     lines += stage_table(outputs)
+    lines += distill_section(outputs.stage_dirs["distill"])
     lines += sft_section(outputs, plots)
     lines += aift_section(outputs, plots)
     lines += dpo_section(outputs, plots)
@@ -257,8 +258,23 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     return report
 
 
+def distill_section(stage_dir: Path) -> list[str]:
+    """The distill stage's counts: what the teacher proposed and wrote, and every drop by reason."""
+    stats = read_json(stage_dir / "stats.json")
+    if not stats:
+        return []
+    lines = ["## Distill", ""]
+    for part in ("instructions", "prompts", "dialogues"):
+        if part in stats:
+            counts = ", ".join(f"{k} {v}" for k, v in stats[part].items() if v not in ({}, 0))
+            lines.append(f"- {part}: {counts}")
+    lines += [f"- teacher failures (retried): {stats.get('teacher_failures') or 'none'}"]
+    return [*lines, f"- dSFT rows: {stats.get('rows')}", ""]
+
+
 def stage_table(outputs: RunOutputs) -> list[str]:
     present = {
+        "distill": (outputs.stage_dirs["distill"] / "stats.json").exists(),
         "sft": "sft" in outputs.histories,
         "aift": outputs.aift_stats is not None or outputs.aift_scores is not None,
         "dpo": "dpo" in outputs.histories,
