@@ -2,9 +2,9 @@
 a threshold. Scores come from `rouge-score` (its tokenizer and LCS); the all-pairs check stays fast by
 tokenising each text once and computing the LCS only where an upper bound says the threshold is reachable.
 
-ROUGE-L F1 = 2 * LCS / (len_a + len_b), and LCS <= the multiset token overlap <= the dot product of the token
-count vectors. That dot product is computed for all kept texts at once (numpy, one posting array per token), so
-an instruction is compared exactly only with the few kept texts that share most of its words.
+ROUGE-L F1 = 2 * LCS / (len_a + len_b), and the LCS is at most the multiset token overlap (the sum over
+shared tokens of the smaller count). That overlap is computed for all kept texts at once (numpy, one posting
+array per token), so an instruction is compared exactly only with the kept texts that share most of its words.
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ class NoveltyFilter:
         for token, count in Counter(tokens).items():
             postings = self.postings.get(token)
             if postings is not None:
-                overlap[postings.ids[: postings.size]] += postings.counts[: postings.size] * count
+                overlap[postings.ids[: postings.size]] += np.minimum(postings.counts[: postings.size], count)
         lengths = self.lengths[: len(self.tokens)]
-        bound = 2 * np.minimum(overlap, np.minimum(lengths, len(tokens))) / (lengths + len(tokens))
+        bound = 2 * overlap / (lengths + len(tokens))
         best, nearest = 0.0, None
         for index in np.flatnonzero(bound >= self.threshold):
             self.lcs_computed += 1
