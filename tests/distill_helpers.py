@@ -49,6 +49,15 @@ def user_reply(messages: list[dict]) -> tuple[str, str]:
     return ("" if h % 9 == 0 else f"Tell me more about {VOCAB[h % len(VOCAB)]}?"), "stop"
 
 
+def revision_step_reply(messages: list[dict]) -> tuple[str, str]:
+    """Critiques, and revisions of the first answer: about one in four is identical, one in four empty."""
+    if messages[-1]["content"].startswith("Critique request:"):
+        return "The answer is vague; name the steps.", "stop"
+    original = next(m["content"] for m in messages if m["role"] == "assistant")
+    h = hashed(messages) % 4
+    return {0: original, 1: ""}.get(h, f"Step by step: {original}"), "stop"
+
+
 class ScriptedTeacher:
     """An OpenAI-compatible chat endpoint on 127.0.0.1. `fault_every`: calls 1, 1+k, 1+2k... get a 500, a
     429 or a garbage 200 body in turn (the content of the retried call is unchanged). `delay`: seconds per call."""
@@ -92,6 +101,8 @@ class ScriptedTeacher:
         messages = body["messages"]
         if messages[0]["role"] == "system" and messages[0]["content"].startswith("You play the user"):
             kind, reply = "user", user_reply(messages)
+        elif messages[-1]["content"].startswith(("Critique request:", "Revision request:")):
+            kind, reply = "revisions", revision_step_reply(messages)
         elif "Continue the list with" in messages[-1]["content"]:
             kind, reply = "instructions", instruction_reply(body["seed"])
         else:

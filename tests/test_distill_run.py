@@ -214,3 +214,28 @@ def test_westwind_run_goes_from_seed_tasks_to_a_dsft_model(tmp_path, tiny_model,
     assert (out / "sft" / "config.json").exists() and (out / "distill" / ".westwind-stage.json").exists()
     report = (out / "report.md").read_text()
     assert "## Distill" in report and "dropped_similar" in report and "| Distill |" in report
+
+
+def test_constitutional_revision_pairs_feed_dpo(teacher, tmp_path):
+    from datasets import load_from_disk
+
+    from westwind.data import preference_problem
+    from westwind.distill.constitution import DEFAULT_CONSTITUTION
+
+    revisions = {
+        "answerer": {**teacher.endpoint(), "model": "scripted-answerer"},
+        "sampling": {"max_new_tokens": 64},
+        "teacher_sampling": {"max_new_tokens": 128},
+    }
+    recipe_path = make_recipe(tmp_path, teacher, revisions=revisions)
+    stats = run_all(recipe_path)["revisions"]
+    assert stats["prompts"] == 12 == stats["pairs"] + sum(stats["dropped"].values())
+    for reason in ("identical_revision", "empty_revision", "truncated_answer"):
+        assert stats["dropped"][reason] > 0, reason
+    recipe = load_recipe(recipe_path)
+    pairs = load_from_disk(recipe.resolve_reference("@revisions"))["train"].to_list()
+    assert len(pairs) == stats["pairs"]
+    for pair in pairs:
+        assert preference_problem(pair) is None and pair["chosen"] != pair["rejected"]
+        assert pair["chosen"][0]["content"] == "Step by step: " + pair["rejected"][0]["content"]
+        assert pair["principle"] in {p.name for p in DEFAULT_CONSTITUTION} and pair["critique"]

@@ -25,7 +25,13 @@ from westwind.launch_check import check_launch_compatibility, load_accelerate_co
 from westwind.recipe import Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
 
-REFERENCE_STAGES = {"@distill": "distill", "@sft": "sft", "@aift": "aift", "@dpo": "dpo"}
+REFERENCE_STAGES = {
+    "@distill": "distill",
+    "@revisions": "distill",
+    "@sft": "sft",
+    "@aift": "aift",
+    "@dpo": "dpo",
+}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Without use_peft these would be ignored while full training runs: refused. lora_target_modules alone is the
 # per-family preset that new-recipe writes for `--model.use_peft true`; it is allowed and said to be unused.
@@ -239,8 +245,12 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
-        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift",)
+        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift", "@revisions")
         ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", allowed)
+        if dataset.path == "@revisions" and (recipe.distill is None or recipe.distill.revisions is None):
+            raise ctx.fail(
+                f"{stage}.datasets[{index}].path", "@revisions needs distill.revisions in the recipe"
+            )
     if stage == "dpo":
         if not data.datasets:
             ctx.reference("@aift", "dpo.datasets", ("@aift",))
@@ -270,6 +280,8 @@ def check_distill(recipe: Recipe, ctx: Context) -> None:
     check_endpoint(ctx, config.teacher, "distill.teacher")
     if config.dialogues.user is not None:
         check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
+    if config.revisions is not None:
+        check_endpoint(ctx, config.revisions.answerer, "distill.revisions.answerer")
     if config.instructions is not None:
         check_seed_tasks(ctx, config.instructions.seed_tasks)
     prompts = config.dialogues.prompts

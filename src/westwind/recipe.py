@@ -9,7 +9,7 @@
     eval:     westwind.eval_config.EvalConfig
 
 References: `@base` is model.model_name_or_path, `@sft`/`@dpo` those stages' outputs, `@aift` the AIFT dataset,
-`@distill` the distilled dSFT dataset.
+`@distill` the distilled dSFT dataset, `@revisions` its Constitutional-AI pairs.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class Recipe:
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @aift / @distill / @dpo into a concrete model or dataset path."""
+        """Turn @base / @sft / @aift / @distill / @revisions / @dpo into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
@@ -150,6 +150,8 @@ class Recipe:
             return str(self.stage_dir("aift") / "dataset")
         if value == "@distill":
             return str(self.stage_dir("distill") / "dataset")
+        if value == "@revisions":
+            return str(self.stage_dir("distill") / "revisions" / "dataset")
         if value == "@dpo":
             return str(self.stage_dir("dpo"))
         return value

@@ -4,7 +4,9 @@ Layout under `<output_dir>/distill`:
 
     shards/<i>-of-<N>/instructions.jsonl  one record per teacher reply while bootstrapping (keyed by its inputs)
     shards/<i>-of-<N>/dialogues.jsonl     one record per dialogue (keyed by prompt id + settings fingerprint)
+    shards/<i>-of-<N>/revisions.jsonl     with distill.revisions: one answer/critique/revision record per prompt
     instructions.jsonl                    the kept instructions, with round and nearest ROUGE-L
+    revisions/dataset, revisions/pairs.jsonl   Constitutional-AI pairs for dDPO (`@revisions`)
     dataset/                              DatasetDict (train[, test]) with `messages` for dSFT (`@distill`)
     train.jsonl, test.jsonl, stats.json   stats: every drop counted by reason
 
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from westwind.aift_config import fingerprint_fields
 from westwind.distill.config import DistillConfig
+from westwind.distill.constitution import CRITIQUE, DEFAULT_CONSTITUTION, REVISION, pair_rows, write_revisions
 from westwind.distill.dialogues import USER_SIMULATOR, DialogueWriter
 from westwind.distill.instructions import PROMPT, bootstrap
 from westwind.distill.teacher import LazyTeacher
@@ -55,6 +58,7 @@ class Workspace:
         self.shards = root / "shards"
         self.instructions = root / "instructions.jsonl"
         self.dataset = root / "dataset"
+        self.revisions = root / "revisions"
         self.stats = root / "stats.json"
 
     def shard_dir(self, index: int, count: int) -> Path:
@@ -76,6 +80,14 @@ def dialogue_fingerprint(config: DistillConfig) -> str:
     dialogues = {k: v for k, v in dataclasses.asdict(config.dialogues).items() if k != "prompts"}
     user = fingerprint_fields(config.dialogues.user) if config.dialogues.user else None
     return digest([fingerprint_fields(config.teacher), user, dialogues, USER_SIMULATOR, config.seed], 16)
+
+
+def revisions_fingerprint(config: DistillConfig) -> str:
+    revisions = config.revisions
+    answerer = fingerprint_fields(revisions.answerer)
+    settings = {k: v for k, v in dataclasses.asdict(revisions).items() if k != "answerer"}
+    teacher = fingerprint_fields(config.teacher)
+    return digest([answerer, settings, teacher, CRITIQUE, REVISION, DEFAULT_CONSTITUTION, config.seed], 16)
 
 
 def contamination_check(recipe: Recipe) -> Callable[[str], bool] | None:
@@ -114,84 +126,105 @@ def opening_prompts(
     return prompts, {"instructions": counts}
 
 
+class Product:
+    """One journaled product per opening prompt (dialogues, revision pairs): its journal name and fingerprint."""
+
+    def __init__(self, name: str, fingerprint: str, write_chunk: Callable[[list[Prompt]], list]):
+        self.name, self.fingerprint, self.write_chunk = name, fingerprint, write_chunk
+
+    def missing(self, prompts: list[Prompt], workspace: Workspace) -> list[Prompt]:
+        done = workspace.finished(f"{self.name}.jsonl", "prompt_id", "fingerprint")
+        return [p for p in prompts if (p.prompt_id, self.fingerprint) not in done]
+
+    def records(self, prompts: list[Prompt], workspace: Workspace) -> list[dict]:
+        """This product's record for every prompt, in prompt order; RunError if any is missing."""
+        done = workspace.finished(f"{self.name}.jsonl", "prompt_id", "fingerprint")
+        found = [
+            done[(p.prompt_id, self.fingerprint)] for p in prompts if (p.prompt_id, self.fingerprint) in done
+        ]
+        if len(found) < len(prompts):
+            raise RunError(
+                f"{len(prompts) - len(found)} of {len(prompts)} {self.name} are not written yet (failed or not "
+                "run): rerun the distill stage (with the same --shard values) to retry them"
+            )
+        return found
+
+    def write(
+        self, prompts: list[Prompt], workspace: Workspace, shard_dir: Path, chunk_size: int, progress: bool
+    ):
+        todo = self.missing(prompts, workspace)
+        journal = Journal(shard_dir / f"{self.name}.jsonl")
+        try:
+            with tqdm(total=len(todo), desc=self.name, unit="prompt", disable=not progress) as bar:
+                for start in range(0, len(todo), chunk_size):
+                    for item in self.write_chunk(todo[start : start + chunk_size]):
+                        journal.append(item.record(self.fingerprint))
+                        bar.update(1)
+        finally:
+            journal.close()
+
+
+def products(
+    recipe: Recipe, teacher: LazyTeacher, user: LazyTeacher, answerer: LazyTeacher | None
+) -> list[Product]:
+    config = recipe.distill
+    writer = DialogueWriter(config.dialogues, config.seed, teacher, user)
+    made = [Product("dialogues", dialogue_fingerprint(config), writer.write)]
+    if config.revisions is not None:
+
+        def revise(prompts: list[Prompt]) -> list:
+            return write_revisions(prompts, config.revisions, config.seed, answerer, teacher)
+
+        made.append(Product("revisions", revisions_fingerprint(config), revise))
+    return made
+
+
 def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = True) -> dict[str, int]:
-    """Bootstrap (or replay) the instructions, then write this shard's missing dialogues. Returns its counts."""
+    """Bootstrap (or replay) the instructions, then write this shard's missing dialogues (and revision pairs).
+    Returns its counts."""
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
     shard_dir = workspace.shard_dir(index, count)
     teacher = LazyTeacher(config.teacher, recipe, config.seed)
     user = LazyTeacher(config.dialogues.user, recipe, config.seed) if config.dialogues.user else teacher
-    instructions, dialogues = (
-        Journal(shard_dir / "instructions.jsonl"),
-        Journal(shard_dir / "dialogues.jsonl"),
-    )
+    answerer = LazyTeacher(config.revisions.answerer, recipe, config.seed) if config.revisions else None
+    instructions = Journal(shard_dir / "instructions.jsonl")
     try:
         prompts, _ = opening_prompts(recipe, teacher, instructions, progress)
         mine = [p for p in prompts if in_shard(p.prompt_id, index, count)]
-        write_dialogues(
-            recipe,
-            mine,
-            workspace,
-            dialogues,
-            DialogueWriter(config.dialogues, config.seed, teacher, user),
-            progress,
-        )
+        made = products(recipe, teacher, user, answerer)
+        for product in made:
+            product.write(mine, workspace, shard_dir, config.chunk_size, progress)
     finally:
         instructions.close()
-        dialogues.close()
-        teacher.close()
-        user.close()
-    done = workspace.finished("dialogues.jsonl", "prompt_id", "fingerprint")
-    fp = dialogue_fingerprint(config)
-    written = sum((p.prompt_id, fp) in done for p in mine)
-    return {
-        "prompts": len(prompts),
-        "in_shard": len(mine),
-        "written": written,
-        "unfinished": len(mine) - written,
-    }
-
-
-def write_dialogues(
-    recipe: Recipe,
-    prompts: list[Prompt],
-    workspace: Workspace,
-    journal: Journal,
-    writer: DialogueWriter,
-    progress: bool,
-) -> None:
-    config = recipe.distill
-    fp = dialogue_fingerprint(config)
-    done = workspace.finished("dialogues.jsonl", "prompt_id", "fingerprint")
-    todo = [p for p in prompts if (p.prompt_id, fp) not in done]
-    with tqdm(total=len(todo), desc="dialogues", unit="dialogue", disable=not progress) as bar:
-        for start in range(0, len(todo), config.chunk_size):
-            for dialogue in writer.write(todo[start : start + config.chunk_size]):
-                journal.append(dialogue.record(fp))
-                bar.update(1)
+        for backend in (teacher, user, answerer):
+            if backend is not None:
+                backend.close()
+    unfinished = sum(len(product.missing(mine, workspace)) for product in made)
+    return {"prompts": len(prompts), "in_shard": len(mine), "unfinished": unfinished}
 
 
 # ---------------------------------------------------------------- merge and stats
 
 
 def merge(recipe: Recipe) -> dict[str, Any]:
-    """Every shard's dialogues for the current prompts and settings -> deduped rows -> dataset + stats."""
+    """Every shard's records for the current prompts and settings -> deduped rows -> datasets + stats."""
     from datasets import Dataset
 
     from westwind.data import split
 
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
-    prompts, stats = opening_prompts(recipe, LazyTeacher(config.teacher, recipe, config.seed), None, False)
-    fp = dialogue_fingerprint(config)
-    done = workspace.finished("dialogues.jsonl", "prompt_id", "fingerprint")
-    records = [done[(p.prompt_id, fp)] for p in prompts if (p.prompt_id, fp) in done]
-    if len(records) < len(prompts):
-        raise RunError(
-            f"{len(prompts) - len(records)} of {len(prompts)} dialogues are not written yet (failed or not "
-            "run): rerun the distill stage (with the same --shard values) to retry them"
-        )
-    rows, dialogue_stats = dialogue_rows(records)
-    stats["dialogues"] = dialogue_stats
+    unused = LazyTeacher(config.teacher, recipe, config.seed)  # a merge asks no model anything
+    prompts, stats = opening_prompts(recipe, unused, None, False)
+    records = {p.name: p.records(prompts, workspace) for p in products(recipe, unused, unused, unused)}
+    rows, stats["dialogues"] = dialogue_rows(records["dialogues"])
     stats["teacher_failures"] = failure_counts(workspace)
+    if "revisions" in records:
+        pairs, stats["revisions"] = pair_rows(records["revisions"])
+        atomic_write_jsonl(workspace.revisions / "pairs.jsonl", pairs)
+        if pairs:
+            save_dataset_atomic(
+                split(Dataset.from_list(pairs), None, config.seed), workspace.revisions / "dataset"
+            )
     if not rows:
         atomic_write_text(workspace.stats, json.dumps(stats, indent=2, sort_keys=True) + "\n")
         raise RunError(f"no dialogues: every one was dropped; see {workspace.stats}")
@@ -237,7 +270,7 @@ def dialogue_rows(records: list[dict]) -> tuple[list[dict], dict[str, Any]]:
 def failure_counts(workspace: Workspace) -> dict[str, int]:
     """Retried transport failures by reason, and items that failed for good (retried by a later run)."""
     counts: Counter = Counter()
-    for name in ("instructions.jsonl", "dialogues.jsonl"):
+    for name in ("instructions.jsonl", "dialogues.jsonl", "revisions.jsonl"):
         for record in workspace.all_records(name):
             counts.update(record.get("failures", {}))
             counts["failed_items"] += record.get("status") == "failed"
@@ -247,7 +280,7 @@ def failure_counts(workspace: Workspace) -> dict[str, int]:
 def summary(stats: dict[str, Any]) -> str:
     """The stats a person checks after a run, one topic per line."""
     lines = ["distill summary"]
-    for section in ("instructions", "prompts", "dialogues"):
+    for section in ("instructions", "prompts", "dialogues", "revisions"):
         if section in stats:
             values = {k: v for k, v in stats[section].items() if not isinstance(v, dict) or v}
             lines.append(f"  {section}: " + ", ".join(f"{k} {v}" for k, v in values.items()))

@@ -30,7 +30,10 @@ def main(argv: list[str]) -> None:
         training.setup(config)
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache, the others read it
             dataset = data.sft_dataset(
-                data.resolved_datasets(recipe, stage.datasets), stage.test_split_size, config.seed, stage.drop_invalid_rows
+                data.resolved_datasets(recipe, stage.datasets),
+                stage.test_split_size,
+                config.seed,
+                stage.drop_invalid_rows,
             )
 
     trainer = training.sft_trainer(recipe, dataset)
