@@ -282,6 +282,8 @@ def stage_table(outputs: RunOutputs) -> list[str]:
     }
     lines = ["## Stages", "", "| stage | output | status | wall time |", "| --- | --- | --- | --- |"]
     for stage in STAGES:
+        if stage == "distill" and not present[stage] and stage not in outputs.stage_seconds:
+            continue  # an optional stage: listed only in runs that have it
         seconds = outputs.stage_seconds.get(stage)
         took = f"{seconds / 60:.1f} min" if seconds is not None else "n/a"
         status = "done" if present[stage] else "no outputs"
