@@ -34,11 +34,12 @@ from westwind.distill.teacher import LazyTeacher
 from westwind.errors import RunError
 from westwind.io import (
     Journal,
+    ShardedJournals,
     atomic_write_jsonl,
     atomic_write_text,
     digest,
-    read_jsonl,
     save_dataset_atomic,
+    save_splits,
 )
 from westwind.prompts import (
     Decontaminator,
@@ -52,24 +53,12 @@ from westwind.prompts import (
 from westwind.recipe import Recipe
 
 
-class Workspace:
+class Workspace(ShardedJournals):
     def __init__(self, root: Path):
-        self.root = root
-        self.shards = root / "shards"
-        self.instructions = root / "instructions.jsonl"
-        self.dataset = root / "dataset"
-        self.revisions = root / "revisions"
-        self.stats = root / "stats.json"
-
-    def shard_dir(self, index: int, count: int) -> Path:
-        return self.shards / f"{index:05d}-of-{count:05d}"
-
-    def all_records(self, name: str) -> list[dict]:
-        return [record for path in sorted(self.shards.glob(f"*/{name}")) for record in read_jsonl(path)]
-
-    def finished(self, name: str, *fields: str) -> dict[tuple, dict]:
-        """The last successful record per value of `fields`, over every shard's journal."""
-        return {tuple(r.get(f) for f in fields): r for r in self.all_records(name) if r.get("status") == "ok"}
+        super().__init__(root)
+        self.instructions = self.root / "instructions.jsonl"
+        self.revisions = self.root / "revisions"
+        self.stats = self.root / "stats.json"
 
 
 def teacher_fingerprint(config: DistillConfig) -> str:
@@ -228,11 +217,9 @@ def merge(recipe: Recipe) -> dict[str, Any]:
     if not rows:
         atomic_write_text(workspace.stats, json.dumps(stats, indent=2, sort_keys=True) + "\n")
         raise RunError(f"no dialogues: every one was dropped; see {workspace.stats}")
-    dataset = split(Dataset.from_list(rows), config.test_split_size, config.seed)
-    save_dataset_atomic(dataset, workspace.dataset)
-    for name, part in dataset.items():
-        atomic_write_jsonl(workspace.root / f"{name}.jsonl", part.to_list())
-    stats["rows"] = {name: len(part) for name, part in dataset.items()}
+    stats["rows"] = save_splits(
+        split(Dataset.from_list(rows), config.test_split_size, config.seed), workspace.root
+    )
     atomic_write_text(workspace.stats, json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return stats
 

@@ -38,11 +38,12 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args, overrides = make_parser().parse_known_args(argv)
     with exit_on_user_error():
-        recipe = load_recipe(args.recipe, overrides, stage="distill")
-        if recipe.distill is None:
-            raise RecipeError(recipe.path, "distill", "the recipe has no distill section")
-        if not args.merge:
-            preflight.check(recipe, ["distill"], produced_earlier=set())
+        if args.merge:  # assembles journals only: no endpoint or seed file is needed
+            recipe = load_recipe(args.recipe, overrides, stage="distill")
+            if recipe.distill is None:
+                raise RecipeError(recipe.path, "distill", "the recipe has no distill section")
+        else:
+            recipe = preflight.stage_recipe([args.recipe, *overrides], "distill")
         try:
             index, count = parse_shard(args.shard) if args.shard else (0, 1)
         except ValueError as error:
