@@ -3,6 +3,7 @@ shards + merge, retries; and the wire protocol against a real `transformers serv
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,6 +106,20 @@ def test_shards_then_merge_equal_a_single_run(reference, teacher, tmp_path):
     assert teacher.served["instructions"] - served["instructions"] == replies  # shard 1 reused shard 0's
 
 
+def test_instructions_sharing_an_ngram_with_eval_prompts_are_dropped(reference, teacher, tmp_path):
+    recipe_path, stats, _ = reference
+    kept = read_jsonl(load_recipe(recipe_path).stage_dir("distill") / "instructions.jsonl")
+    eval_prompt = f"Please answer: {kept[0]['instruction'].lower()}"
+    eval_set = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": eval_prompt}])
+    decontaminate = {"datasets": [{"path": str(eval_set)}], "ngram": 5}
+    run_all(make_recipe(tmp_path / "run", teacher, decontaminate=decontaminate))
+    recipe = load_recipe(tmp_path / "run" / "recipe.yaml")
+    counts = json.loads((recipe.stage_dir("distill") / "stats.json").read_text())["instructions"]
+    assert counts["dropped_contaminated"] >= 1 and counts["kept"] == 12  # it, and its near-copies
+    texts = [k["instruction"] for k in read_jsonl(recipe.stage_dir("distill") / "instructions.jsonl")]
+    assert kept[0]["instruction"] not in texts and texts[1:] != [k["instruction"] for k in kept[1:]]
+
+
 def test_failed_requests_fail_the_run_and_the_next_run_retries_them(reference, tmp_path):
     with ScriptedTeacher(fault_every=2) as flaky:
         recipe_path = make_recipe(tmp_path, flaky, teacher={**flaky.endpoint(), "max_retries": 0})
@@ -194,16 +209,22 @@ def test_dialogues_from_a_prompt_dataset_against_transformers_serve(server, tiny
 
 
 @pytest.mark.slow
-def test_westwind_run_goes_from_seed_tasks_to_a_dsft_model(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+def test_westwind_run_goes_from_seed_tasks_to_dsft_and_ddpo_on_revision_pairs(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl
+):
     from conftest import tiny_recipe, write_recipe
 
     with ScriptedTeacher(fault_every=7) as scripted:
         recipe = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
-        del recipe["dpo"]
         recipe["sft"]["datasets"] = [{"path": "@distill"}]
-        recipe["distill"] = distill_section(
-            scripted.endpoint(), shared_file("data/self_instruct_seed_tasks.jsonl")
-        )
+        recipe["dpo"].update(datasets=[{"path": "@revisions"}], max_steps=2, per_device_train_batch_size=2)
+        revisions = {
+            "answerer": {**scripted.endpoint(), "model": "scripted-answerer"},
+            "sampling": {"max_new_tokens": 64},
+            "teacher_sampling": {"max_new_tokens": 128},
+        }
+        seeds = shared_file("data/self_instruct_seed_tasks.jsonl")
+        recipe["distill"] = distill_section(scripted.endpoint(), seeds, revisions=revisions)
         path = write_recipe(tmp_path / "recipe.yaml", recipe)
         env = {**os.environ, "OMP_NUM_THREADS": "2"}
         command = [sys.executable, "-m", "westwind.cli", "run", str(path)]
@@ -211,7 +232,8 @@ def test_westwind_run_goes_from_seed_tasks_to_a_dsft_model(tmp_path, tiny_model,
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert result.stdout.index("westwind: [distill]") < result.stdout.index("westwind: [sft]")
     out = tmp_path / "out"
-    assert (out / "sft" / "config.json").exists() and (out / "distill" / ".westwind-stage.json").exists()
+    assert result.stdout.index("westwind: [sft]") < result.stdout.index("westwind: [dpo]")
+    assert (out / "dpo" / "config.json").exists() and (out / "distill" / ".westwind-stage.json").exists()
     report = (out / "report.md").read_text()
     assert "## Distill" in report and "dropped_similar" in report and "| Distill |" in report
 
