@@ -62,7 +62,9 @@ def brute_force(seeds: list[str], texts: list[str], threshold: float) -> tuple[l
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--brute-force", type=int, default=500)
     parser.add_argument("--threshold", type=float, default=0.7)
