@@ -120,6 +120,30 @@ def test_instructions_sharing_an_ngram_with_eval_prompts_are_dropped(reference, 
     assert kept[0]["instruction"] not in texts and texts[1:] != [k["instruction"] for k in kept[1:]]
 
 
+def test_quality_filter_keeps_the_best_scored_dialogues(reference, teacher, tmp_path):
+    quality = {"judge": {"kind": "verifier", "function": "aift_helpers:length_score"}, "keep": 4}
+    recipe_path = make_recipe(tmp_path, teacher, quality=quality)
+    stats = run_all(recipe_path)
+    root = load_recipe(recipe_path).stage_dir("distill")
+    every = [
+        r
+        for name in ("train.jsonl", "test.jsonl")
+        for r in read_jsonl(load_recipe(reference[0]).stage_dir("distill") / name)
+    ]
+    assert stats["quality"] == {"kept": 4, "dropped": {"beyond_keep": len(every) - 4}}
+    rows = read_jsonl(root / "train.jsonl") + read_jsonl(root / "test.jsonl")
+    assert all(r["quality_score"] == len(r["messages"][-1]["content"]) for r in rows)
+    kept = {r["prompt_id"] for r in rows}
+    left_out = [len(r["messages"][-1]["content"]) for r in every if r["prompt_id"] not in kept]
+    assert len(rows) == 4 and min(r["quality_score"] for r in rows) >= max(left_out)
+    # `keep` only selects: a smaller one re-judges nothing.
+    journal = root / "shards" / "00000-of-00001" / "quality.jsonl"
+    lines = journal.read_text()
+    smaller = load_recipe(recipe_path, ["--distill.quality.keep", "2"], stage="distill")
+    run.run_shard(smaller, progress=False)
+    assert run.merge(smaller)["quality"]["kept"] == 2 and journal.read_text() == lines
+
+
 def test_failed_requests_fail_the_run_and_the_next_run_retries_them(reference, tmp_path):
     with ScriptedTeacher(fault_every=2) as flaky:
         recipe_path = make_recipe(tmp_path, flaky, teacher={**flaky.endpoint(), "max_retries": 0})

@@ -282,6 +282,10 @@ def check_distill(recipe: Recipe, ctx: Context) -> None:
         check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
     if config.revisions is not None:
         check_endpoint(ctx, config.revisions.answerer, "distill.revisions.answerer")
+    if config.quality is not None:
+        check_endpoint(ctx, config.quality.judge, "distill.quality.judge")
+        if config.quality.judge.function:
+            check_callable(ctx, config.quality.judge.function, "distill.quality.judge.function")
     if config.instructions is not None:
         check_seed_tasks(ctx, config.instructions.seed_tasks)
     prompts = config.dialogues.prompts

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from westwind.aift_config import DecontaminationConfig, EndpointConfig, PromptsConfig, SamplingConfig
+from westwind.aift_config import (
+    DecontaminationConfig,
+    EndpointConfig,
+    JudgeConfig,
+    PromptsConfig,
+    SamplingConfig,
+)
 
 # Self-Instruct's filter (Wang et al. 2023): instructions about things a text model cannot see or do.
 UNSUITABLE_KEYWORDS = (
@@ -96,6 +102,25 @@ class DialoguesConfig:
 
 
 @dataclass
+class QualityConfig:
+    """LIMA-style "less but better": a judge scores each dialogue's last answer in context; the best are kept."""
+
+    judge: JudgeConfig = field(metadata={"help": "An AIFT judge: ultrafeedback, reward_model or verifier."})
+    keep: int | None = field(
+        default=None, metadata={"help": "Keep the best this many dialogues (unset: all)."}
+    )
+    min_score: float | None = field(default=None, metadata={"help": "Drop dialogues scored below this."})
+
+    def __post_init__(self) -> None:
+        if self.judge.kind == "pairwise":
+            raise ValueError(
+                "a pairwise judge compares two answers; use ultrafeedback, reward_model or verifier"
+            )
+        if self.keep is not None and self.keep < 1:
+            raise ValueError("keep must be at least 1")
+
+
+@dataclass
 class Principle:
     """One constitution entry: what the critique looks for and how the revision fixes it."""
 
@@ -133,6 +158,9 @@ class DistillConfig:
     )
     decontaminate: DecontaminationConfig | None = field(
         default=None, metadata={"help": "Drop instructions sharing a word n-gram with an eval set."}
+    )
+    quality: QualityConfig | None = field(
+        default=None, metadata={"help": "Score dialogues with a judge and keep the best (LIMA-style)."}
     )
     revisions: RevisionsConfig | None = field(
         default=None, metadata={"help": "Also write Constitutional-AI revision pairs (a DPO dataset)."}

@@ -4,6 +4,7 @@ Layout under `<output_dir>/distill`:
 
     shards/<i>-of-<N>/instructions.jsonl  one record per teacher reply while bootstrapping (keyed by its inputs)
     shards/<i>-of-<N>/dialogues.jsonl     one record per dialogue (keyed by prompt id + settings fingerprint)
+    shards/<i>-of-<N>/quality.jsonl       with distill.quality: the judge's score of each dialogue
     shards/<i>-of-<N>/revisions.jsonl     with distill.revisions: one answer/critique/revision record per prompt
     instructions.jsonl                    the kept instructions, with round and nearest ROUGE-L
     revisions/dataset, revisions/pairs.jsonl   Constitutional-AI pairs for dDPO (`@revisions`)
@@ -30,7 +31,8 @@ from westwind.distill.config import DistillConfig
 from westwind.distill.constitution import CRITIQUE, DEFAULT_CONSTITUTION, REVISION, pair_rows, write_revisions
 from westwind.distill.dialogues import USER_SIMULATOR, DialogueWriter
 from westwind.distill.instructions import PROMPT, bootstrap
-from westwind.distill.teacher import LazyTeacher
+from westwind.distill.quality import score_dialogues, select
+from westwind.distill.teacher import LazyJudge, LazyTeacher
 from westwind.errors import RunError
 from westwind.io import (
     Journal,
@@ -77,6 +79,11 @@ def revisions_fingerprint(config: DistillConfig) -> str:
     settings = {k: v for k, v in dataclasses.asdict(revisions).items() if k != "answerer"}
     teacher = fingerprint_fields(config.teacher)
     return digest([answerer, settings, teacher, CRITIQUE, REVISION, DEFAULT_CONSTITUTION, config.seed], 16)
+
+
+def quality_fingerprint(config: DistillConfig) -> str:
+    """Scores depend on the dialogues and the judge; `keep` and `min_score` only select, at merge time."""
+    return digest([dialogue_fingerprint(config), fingerprint_fields(config.quality.judge), config.seed], 16)
 
 
 def contamination_check(recipe: Recipe) -> Callable[[str], bool] | None:
@@ -153,16 +160,46 @@ class Product:
             journal.close()
 
 
-def products(
-    recipe: Recipe, teacher: LazyTeacher, user: LazyTeacher, answerer: LazyTeacher | None
-) -> list[Product]:
+@dataclasses.dataclass
+class Models:
+    """The models a run may ask, each built on first use."""
+
+    teacher: LazyTeacher
+    user: LazyTeacher
+    answerer: LazyTeacher | None = None
+    judge: LazyJudge | None = None
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> Models:
+        config = recipe.distill
+        teacher = LazyTeacher(config.teacher, recipe, config.seed)
+        user = LazyTeacher(config.dialogues.user, recipe, config.seed) if config.dialogues.user else teacher
+        answerer = LazyTeacher(config.revisions.answerer, recipe, config.seed) if config.revisions else None
+        judge = LazyJudge(config.quality.judge, recipe, config.seed) if config.quality else None
+        return cls(teacher, user, answerer, judge)
+
+    def close(self) -> None:
+        for model in (self.teacher, self.user, self.answerer, self.judge):
+            if model is not None:
+                model.close()
+
+
+def products(recipe: Recipe, workspace: Workspace, models: Models) -> list[Product]:
     config = recipe.distill
-    writer = DialogueWriter(config.dialogues, config.seed, teacher, user)
+    writer = DialogueWriter(config.dialogues, config.seed, models.teacher, models.user)
     made = [Product("dialogues", dialogue_fingerprint(config), writer.write)]
+    if config.quality is not None:
+
+        def score(prompts: list[Prompt]) -> list:
+            done = workspace.finished("dialogues.jsonl", "prompt_id", "fingerprint")
+            keys = [(p.prompt_id, made[0].fingerprint) for p in prompts]
+            return score_dialogues([done[k] for k in keys if k in done], models.judge)
+
+        made.append(Product("quality", quality_fingerprint(config), score))
     if config.revisions is not None:
 
         def revise(prompts: list[Prompt]) -> list:
-            return write_revisions(prompts, config.revisions, config.seed, answerer, teacher)
+            return write_revisions(prompts, config.revisions, config.seed, models.answerer, models.teacher)
 
         made.append(Product("revisions", revisions_fingerprint(config), revise))
     return made
@@ -173,21 +210,17 @@ def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = T
     Returns its counts."""
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
     shard_dir = workspace.shard_dir(index, count)
-    teacher = LazyTeacher(config.teacher, recipe, config.seed)
-    user = LazyTeacher(config.dialogues.user, recipe, config.seed) if config.dialogues.user else teacher
-    answerer = LazyTeacher(config.revisions.answerer, recipe, config.seed) if config.revisions else None
+    models = Models.of(recipe)
     instructions = Journal(shard_dir / "instructions.jsonl")
     try:
-        prompts, _ = opening_prompts(recipe, teacher, instructions, progress)
+        prompts, _ = opening_prompts(recipe, models.teacher, instructions, progress)
         mine = [p for p in prompts if in_shard(p.prompt_id, index, count)]
-        made = products(recipe, teacher, user, answerer)
+        made = products(recipe, workspace, models)
         for product in made:
             product.write(mine, workspace, shard_dir, config.chunk_size, progress)
     finally:
         instructions.close()
-        for backend in (teacher, user, answerer):
-            if backend is not None:
-                backend.close()
+        models.close()
     unfinished = sum(len(product.missing(mine, workspace)) for product in made)
     return {"prompts": len(prompts), "in_shard": len(mine), "unfinished": unfinished}
 
@@ -202,10 +235,14 @@ def merge(recipe: Recipe) -> dict[str, Any]:
     from westwind.data import split
 
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
-    unused = LazyTeacher(config.teacher, recipe, config.seed)  # a merge asks no model anything
-    prompts, stats = opening_prompts(recipe, unused, None, False)
-    records = {p.name: p.records(prompts, workspace) for p in products(recipe, unused, unused, unused)}
+    models = Models.of(recipe)  # a merge asks no model anything: none is built
+    prompts, stats = opening_prompts(recipe, models.teacher, None, False)
+    records = {p.name: p.records(prompts, workspace) for p in products(recipe, workspace, models)}
     rows, stats["dialogues"] = dialogue_rows(records["dialogues"])
+    if config.quality is not None:
+        scores = {r["prompt_id"]: r["score"] for r in records["quality"]}
+        rows, dropped = select(rows, scores, config.quality)
+        stats["quality"] = {"kept": len(rows), "dropped": dict(dropped)}
     stats["teacher_failures"] = failure_counts(workspace)
     if "revisions" in records:
         pairs, stats["revisions"] = pair_rows(records["revisions"])
@@ -257,7 +294,7 @@ def dialogue_rows(records: list[dict]) -> tuple[list[dict], dict[str, Any]]:
 def failure_counts(workspace: Workspace) -> dict[str, int]:
     """Retried transport failures by reason, and items that failed for good (retried by a later run)."""
     counts: Counter = Counter()
-    for name in ("instructions.jsonl", "dialogues.jsonl", "revisions.jsonl"):
+    for name in ("instructions.jsonl", "dialogues.jsonl", "quality.jsonl", "revisions.jsonl"):
         for record in workspace.all_records(name):
             counts.update(record.get("failures", {}))
             counts["failed_items"] += record.get("status") == "failed"
@@ -267,7 +304,7 @@ def failure_counts(workspace: Workspace) -> dict[str, int]:
 def summary(stats: dict[str, Any]) -> str:
     """The stats a person checks after a run, one topic per line."""
     lines = ["distill summary"]
-    for section in ("instructions", "prompts", "dialogues", "revisions"):
+    for section in ("instructions", "prompts", "dialogues", "quality", "revisions"):
         if section in stats:
             values = {k: v for k, v in stats[section].items() if not isinstance(v, dict) or v}
             lines.append(f"  {section}: " + ", ".join(f"{k} {v}" for k, v in values.items()))

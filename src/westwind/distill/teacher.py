@@ -1,6 +1,6 @@
-"""The one place the distill stage calls a generation backend (westwind.generation): requests in, each
-request's Result out, in request order. The backend is built on first use, so a fully journaled rerun loads
-no model."""
+"""The one place the distill stage calls a generation backend (westwind.generation) or an AIFT judge
+(westwind.judges): requests in, each request's result out, in request order. Backends are built on first use,
+so a fully journaled rerun loads no model."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from westwind.aift_config import EndpointConfig
 from westwind.generation import Backend, ChatRequest, Result, build_backend
+from westwind.judges import Judge, JudgeItem, Judgment, make_judge
 
 
 def complete(backend: Backend, requests: list[ChatRequest]) -> list[Result]:
@@ -43,3 +44,26 @@ class LazyTeacher:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
+
+
+class LazyJudge:
+    """An AIFT judge built on the first item and closed by `close` (if it was ever built)."""
+
+    def __init__(self, config: Any, recipe: Any, seed: int):
+        self.config, self.recipe, self.seed = config, recipe, seed
+        self.judge: Judge | None = None
+
+    def rate(self, items: list[JudgeItem]) -> list[Judgment]:
+        """Each item's Judgment, in the order given."""
+        if not items:
+            return []
+        if self.judge is None:
+            self.judge = make_judge(self.config, self.recipe, self.seed)
+        judgments: dict[int, Judgment] = {}
+        self.judge.judge(items, lambda judgment: judgments.__setitem__(id(judgment.item), judgment))
+        return [judgments[id(item)] for item in items]
+
+    def close(self) -> None:
+        if self.judge is not None:
+            self.judge.close()
+            self.judge = None
