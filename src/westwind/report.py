@@ -264,7 +264,7 @@ def distill_section(stage_dir: Path) -> list[str]:
     if not stats:
         return []
     lines = ["## Distill", ""]
-    for part in ("instructions", "prompts", "dialogues"):
+    for part in ("instructions", "prompts", "dialogues", "quality", "revisions"):
         if part in stats:
             counts = ", ".join(f"{k} {v}" for k, v in stats[part].items() if v not in ({}, 0))
             lines.append(f"- {part}: {counts}")
