@@ -4,11 +4,14 @@ so a fully journaled rerun loads no model."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
-from westwind.aift_config import EndpointConfig
+from westwind.aift_config import EndpointConfig, JudgeConfig
 from westwind.generation import Backend, ChatRequest, Result, build_backend
 from westwind.judges import Judge, JudgeItem, Judgment, make_judge
+
+T = TypeVar("T")
 
 
 def complete(backend: Backend, requests: list[ChatRequest]) -> list[Result]:
@@ -26,44 +29,39 @@ def reply(result: Result) -> tuple[str, str | None] | None:
     return completion.text, completion.finish_reason
 
 
-class LazyTeacher:
-    """A backend built on the first request and closed by `close` (if it was ever built)."""
+class Lazy(Generic[T]):
+    """A model built on first use and closed by `close` (if it was ever built)."""
 
-    def __init__(self, endpoint: EndpointConfig, recipe: Any, seed: int):
-        self.endpoint, self.recipe, self.seed = endpoint, recipe, seed
-        self.backend: Backend | None = None
+    def __init__(self, build: Callable[[], T]):
+        self.build, self.model = build, None
 
-    def complete(self, requests: list[ChatRequest]) -> list[Result]:
-        if not requests:
-            return []
-        if self.backend is None:
-            self.backend = build_backend(self.endpoint, self.recipe, self.seed)
-        return complete(self.backend, requests)
+    def get(self) -> T:
+        if self.model is None:
+            self.model = self.build()
+        return self.model
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
 
 
-class LazyJudge:
-    """An AIFT judge built on the first item and closed by `close` (if it was ever built)."""
+class LazyTeacher(Lazy[Backend]):
+    def __init__(self, endpoint: EndpointConfig, recipe: Any, seed: int):
+        super().__init__(lambda: build_backend(endpoint, recipe, seed))
 
-    def __init__(self, config: Any, recipe: Any, seed: int):
-        self.config, self.recipe, self.seed = config, recipe, seed
-        self.judge: Judge | None = None
+    def complete(self, requests: list[ChatRequest]) -> list[Result]:
+        return complete(self.get(), requests) if requests else []
+
+
+class LazyJudge(Lazy[Judge]):
+    def __init__(self, config: JudgeConfig, recipe: Any, seed: int):
+        super().__init__(lambda: make_judge(config, recipe, seed))
 
     def rate(self, items: list[JudgeItem]) -> list[Judgment]:
         """Each item's Judgment, in the order given."""
         if not items:
             return []
-        if self.judge is None:
-            self.judge = make_judge(self.config, self.recipe, self.seed)
         judgments: dict[int, Judgment] = {}
-        self.judge.judge(items, lambda judgment: judgments.__setitem__(id(judgment.item), judgment))
+        self.get().judge(items, lambda judgment: judgments.__setitem__(id(judgment.item), judgment))
         return [judgments[id(item)] for item in items]
-
-    def close(self) -> None:
-        if self.judge is not None:
-            self.judge.close()
-            self.judge = None
