@@ -220,5 +220,10 @@ def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
     checked that they exist)."""
     extras = getattr(recipe, f"{stage}_data")
     policy = recipe.resolve_reference(extras.model_name_or_path)
-    configs = extras.datasets or [DatasetConfig(path="@aift")]
-    return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
+    return policy, resolved_datasets(recipe, extras.datasets or [DatasetConfig(path="@aift")])
+
+
+def resolved_datasets(recipe, configs: list[DatasetConfig]) -> list[DatasetConfig]:
+    """Dataset entries with @references (@aift, @distill, @revisions) turned into paths (the preflight checked
+    them)."""
+    return [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
