@@ -12,8 +12,8 @@ USAGE = """usage: westwind COMMAND [ARGS]
 
 commands:
   check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
-  run RECIPE [--from S] [--to S]   run dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
-  sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
+  run RECIPE [--from S] [--to S]   run [distill ->] dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
+  distill | sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch

@@ -329,8 +329,13 @@ def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
         check_stage_model(recipe, f"{stage}.model_name_or_path", Path(policy))
     if Path(policy).exists():
         policy = str(Path(policy).resolve())
-    configs = extras.datasets or [DatasetConfig(path="@aift")]
-    return policy, [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
+    return policy, resolved_datasets(recipe, extras.datasets or [DatasetConfig(path="@aift")])
+
+
+def resolved_datasets(recipe, configs: list[DatasetConfig]) -> list[DatasetConfig]:
+    """Dataset entries with @references (@aift, @distill, @revisions) turned into paths (the preflight checked
+    them)."""
+    return [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
 
 
 def check_stage_model(recipe, key: str, path: Path) -> None:

@@ -91,6 +91,25 @@ class Journal:
         self.handle.close()
 
 
+class ShardedJournals:
+    """A stage's journals, one folder per shard: `<root>/shards/<i>-of-<N>/<name>`. Every run reads the records
+    of all shards, so work done under any shard count is reused by any other."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.shards = self.root / "shards"
+
+    def shard_dir(self, index: int, count: int) -> Path:
+        return self.shards / f"{index:05d}-of-{count:05d}"
+
+    def all_records(self, name: str) -> list[dict]:
+        return [record for path in sorted(self.shards.glob(f"*/{name}")) for record in read_jsonl(path)]
+
+    def finished(self, name: str, *fields: str) -> dict[tuple, dict]:
+        """The last successful (`status: ok`) record per value of `fields`, over every shard's journal."""
+        return {tuple(r.get(f) for f in fields): r for r in self.all_records(name) if r.get("status") == "ok"}
+
+
 def save_dataset_atomic(dataset, path: Path) -> None:
     """save_to_disk into a staging folder, then swap it in, so a reader never sees a half-written dataset."""
     staging, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
@@ -101,6 +120,14 @@ def save_dataset_atomic(dataset, path: Path) -> None:
         os.replace(path, old)
     os.replace(staging, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def save_splits(dataset, root: Path) -> dict[str, int]:
+    """A DatasetDict as `<root>/dataset` (atomic) plus `<root>/<split>.jsonl` each; returns rows per split."""
+    save_dataset_atomic(dataset, Path(root) / "dataset")
+    for name, part in dataset.items():
+        atomic_write_jsonl(Path(root) / f"{name}.jsonl", part.to_list())
+    return {name: len(part) for name, part in dataset.items()}
 
 
 # ---------------------------------------------------------------- stage markers

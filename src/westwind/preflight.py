@@ -4,7 +4,7 @@
 pipeline runs it for the stages it will launch. A problem raises RecipeError (`FILE: KEY: problem`, exit 2).
 
 Checked here: numeric ranges (rates, beta, batch sizes, fractions, token limits), LoRA/4-bit keys that would be
-ignored, the attention implementation, references (@base, @sft, @aift, @dpo) and whether what they name exists,
+ignored, the attention implementation, references (@base, @distill, @sft, @aift, @dpo) and whether what they name exists,
 local model folders (and their tokenizer files), writable output folders, callables (verifiers) importable,
 named API-key variables present (their values are never printed), and launch compatibility.
 """
@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from westwind.callables import CallableImportError, load_callable
-from westwind.errors import RecipeError, exit_on_user_error
+from westwind.errors import DataError, RecipeError, exit_on_user_error
 from westwind.launch_check import check_launch_compatibility, load_accelerate_config
 from westwind.recipe import Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
 
-REFERENCE_STAGES = {"@sft": "sft", "@aift": "aift", "@rm": "rm", "@dpo": "dpo"}
+REFERENCE_STAGES = {
+    "@distill": "distill",
+    "@revisions": "distill",
+    "@sft": "sft",
+    "@aift": "aift",
+    "@rm": "rm",
+    "@dpo": "dpo",
+}
 MODEL_REFERENCES = ("@base", "@sft", "@dpo")
 JUDGE_REFERENCES = (*MODEL_REFERENCES, "@rm")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -243,7 +250,12 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
-        ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", ("@aift",))
+        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift", "@revisions")
+        ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", allowed)
+        if dataset.path == "@revisions" and (recipe.distill is None or recipe.distill.revisions is None):
+            raise ctx.fail(
+                f"{stage}.datasets[{index}].path", "@revisions needs distill.revisions in the recipe"
+            )
     if stage in PREFERENCE_STAGES:
         if not data.datasets:
             ctx.reference("@aift", f"{stage}.datasets", ("@aift",))
@@ -268,6 +280,37 @@ def check_aift(recipe: Recipe, ctx: Context) -> None:
     check_writable(ctx, recipe.stage_dir("aift"), "output_dir")
 
 
+def check_distill(recipe: Recipe, ctx: Context) -> None:
+    config = recipe.distill
+    check_endpoint(ctx, config.teacher, "distill.teacher")
+    if config.dialogues.user is not None:
+        check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
+    if config.revisions is not None:
+        check_endpoint(ctx, config.revisions.answerer, "distill.revisions.answerer")
+    if config.quality is not None:
+        check_endpoint(ctx, config.quality.judge, "distill.quality.judge")
+        if config.quality.judge.function:
+            check_callable(ctx, config.quality.judge.function, "distill.quality.judge.function")
+    if config.instructions is not None:
+        check_seed_tasks(ctx, config.instructions.seed_tasks)
+    prompts = config.dialogues.prompts
+    for index, dataset in enumerate(prompts.datasets if prompts else []):
+        ctx.reference(dataset.path, f"distill.dialogues.prompts.datasets[{index}].path", ())
+    check_writable(ctx, recipe.stage_dir("distill"), "output_dir")
+
+
+def check_seed_tasks(ctx: Context, path: str) -> None:
+    from westwind.distill.instructions import load_seed_tasks  # lazy: numpy and rouge-score come with it
+
+    key = "distill.instructions.seed_tasks"
+    if not Path(path).expanduser().is_file():
+        raise ctx.fail(key, f"file not found: {path}")
+    try:
+        load_seed_tasks(path)
+    except DataError as error:
+        raise ctx.fail(key, str(error)) from None
+
+
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
     for key in ("model", "baseline"):
@@ -286,6 +329,7 @@ def check_eval(recipe: Recipe, ctx: Context) -> None:
 
 
 CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
+    "distill": check_distill,
     "sft": check_training,
     "rm": check_training,
     "dpo": check_training,

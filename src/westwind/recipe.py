@@ -3,13 +3,15 @@
     output_dir: outputs/zephyr-7b        # root; stages write to <output_dir>/<stage>
     model:    {TRL ModelConfig fields} + chat_template
     sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
+    distill:  westwind.distill.config.DistillConfig (teacher-written dSFT data, before sft)
     aift:     westwind.aift_config.AIFTConfig
     rm:       {TRL RewardConfig fields} + the same data keys (default @aift) + model_name_or_path (default @sft)
               + use_peft (default: model.use_peft)
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
     eval:     westwind.eval_config.EvalConfig
 
-References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT dataset.
+References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT
+dataset, `@distill` the distilled dSFT dataset, `@revisions` its Constitutional-AI pairs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from trl.scripts.utils import DatasetConfig
 from westwind import schema
 from westwind.aift_config import AIFTConfig
 from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.distill.config import DistillConfig
 from westwind.errors import RecipeError
 from westwind.eval_config import EvalConfig
 from westwind.launch_check import check_launch_compatibility
@@ -121,6 +124,7 @@ SECTION_CLASSES: dict[str, tuple[type, ...]] = {
     "rm": (RMStageExtras, RewardConfig),
     "dpo": (DPOStageExtras, DPOConfig),
     "aift": (AIFTConfig,),
+    "distill": (DistillConfig,),
     "eval": (EvalConfig,),
 }
 
@@ -135,6 +139,7 @@ class Recipe:
     sft_data: StageData | None = None
     dpo: DPOConfig | None = None
     dpo_data: DPOStageExtras | None = None
+    distill: Any = None
     aift: Any = None
     rm: RewardConfig | None = None
     rm_data: RMStageExtras | None = None
@@ -148,7 +153,7 @@ class Recipe:
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @rm / @dpo / @aift into a concrete model or dataset path."""
+        """Turn @base / @sft / @rm / @dpo / @aift / @distill / @revisions into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
@@ -157,6 +162,10 @@ class Recipe:
             return str(self.stage_dir("aift") / "dataset")
         if value in ("@dpo", "@rm"):
             return str(self.stage_dir(value[1:]))
+        if value == "@distill":
+            return str(self.stage_dir("distill") / "dataset")
+        if value == "@revisions":
+            return str(self.stage_dir("distill") / "revisions" / "dataset")
         return value
 
 
@@ -261,6 +270,8 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
         recipe.dpo, recipe.dpo_data = validate_trainer_stage(
             raw["dpo"], "dpo", DPOConfig, DPOStageExtras, recipe
         )
+    if raw.get("distill") is not None:
+        recipe.distill = schema.build(DistillConfig, raw["distill"], "distill")
     if raw.get("aift") is not None:
         recipe.aift = schema.build(AIFTConfig, raw["aift"], "aift")
     if raw.get("rm") is not None:

@@ -26,6 +26,8 @@ from westwind.identity import DATA_STATS
 from westwind.io import TRAINER_STATE, newest_complete_checkpoint
 from westwind.stages import STAGES, TITLES
 
+OPTIONAL_STAGES = ("distill", "rm")  # listed only in runs that have them
+
 PLOTS_DIR = "plots"
 DPO_REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
 
@@ -252,6 +254,7 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     if headline:
         lines += ["## Result", "", *[f"- {line}" for line in headline], ""]
     lines += stage_table(outputs)
+    lines += distill_section(outputs.stage_dirs["distill"])
     lines += sft_section(outputs, plots)
     lines += aift_section(outputs, plots)
     lines += rm_section(outputs)
@@ -262,8 +265,23 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     return report
 
 
+def distill_section(stage_dir: Path) -> list[str]:
+    """The distill stage's counts: what the teacher proposed and wrote, and every drop by reason."""
+    stats = read_json(stage_dir / "stats.json")
+    if not stats:
+        return []
+    lines = ["## Distill", ""]
+    for part in ("instructions", "prompts", "dialogues", "quality", "revisions"):
+        if part in stats:
+            counts = ", ".join(f"{k} {v}" for k, v in stats[part].items() if v not in ({}, 0))
+            lines.append(f"- {part}: {counts}")
+    lines += [f"- teacher failures (retried): {stats.get('teacher_failures') or 'none'}"]
+    return [*lines, f"- dSFT rows: {stats.get('rows')}", ""]
+
+
 def stage_table(outputs: RunOutputs) -> list[str]:
     present = {
+        "distill": (outputs.stage_dirs["distill"] / "stats.json").exists(),
         "sft": "sft" in outputs.histories,
         "aift": outputs.aift_stats is not None or outputs.aift_scores is not None,
         "rm": outputs.rm_metrics is not None,
@@ -272,8 +290,8 @@ def stage_table(outputs: RunOutputs) -> list[str]:
     }
     lines = ["## Stages", "", "| stage | output | status | wall time |", "| --- | --- | --- | --- |"]
     for stage in STAGES:
-        if stage == "rm" and not present[stage] and stage not in outputs.stage_seconds:
-            continue  # optional: most recipes have no reward model
+        if stage in OPTIONAL_STAGES and not present[stage] and stage not in outputs.stage_seconds:
+            continue  # an optional stage: listed only in runs that have it
         seconds = outputs.stage_seconds.get(stage)
         took = f"{seconds / 60:.1f} min" if seconds is not None else "n/a"
         status = "done" if present[stage] else "no outputs"

@@ -119,6 +119,9 @@ def _coerce_union(value: Any, options: tuple, key: str) -> Any:
     if enums and isinstance(value, str):
         # TrainingArguments types these as `SchedulerType | str`; only the enum's values are valid.
         return coerce(value, enums[0], key)
+    sections = [o for o in options if dataclasses.is_dataclass(o)]
+    if isinstance(value, dict) and len(sections) == 1:
+        return build(sections[0], value, key)  # an optional section: its own error, at its own key
     errors = []
     for option in sorted((o for o in options if o is not type(None)), key=_union_order):
         try:

@@ -9,9 +9,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from westwind.errors import exit_on_user_error
+from westwind.errors import RecipeError, RunError, exit_on_user_error
 from westwind.preflight import stage_recipe
-from westwind.recipe import SECTION_CLASSES, Recipe
+from westwind.recipe import SECTION_CLASSES, Recipe, load_recipe
 
 HELP_WIDTH = 100
 
@@ -88,3 +88,45 @@ def stage_cli(stage: str, argv: list[str], description: str, main: Callable[[Rec
     with exit_on_user_error():
         recipe = stage_recipe(argv, stage)
     main(recipe)
+
+
+# ---------------------------------------------------------------- sharded stages (aift, distill)
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser, work: str) -> argparse._MutuallyExclusiveGroup:
+    """--shard i/N | --merge (more modes may join the returned group), and --no-progress."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--shard", help=f"i/N: process only this deterministic slice of the {work}")
+    mode.add_argument("--merge", action="store_true", help="build the dataset from all shards' results")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return mode
+
+
+def sharded_stage_recipe(
+    stage: str, recipe_path: str, overrides: list[str], shard: str | None, preflight_needed: bool
+) -> tuple[Recipe, tuple[int, int]]:
+    """The recipe (preflighted unless only journals are assembled) and the shard (index, count)."""
+    from westwind.prompts import parse_shard  # lazy: datasets comes with it
+
+    if preflight_needed:
+        recipe = stage_recipe([recipe_path, *overrides], stage)
+    else:
+        recipe = load_recipe(recipe_path, overrides, stage=stage)
+        if getattr(recipe, stage) is None:
+            raise RecipeError(recipe.path, stage, f"the recipe has no {stage} section")
+    try:
+        return recipe, parse_shard(shard) if shard else (0, 1)
+    except ValueError as error:
+        raise RecipeError("(command line)", "--shard", str(error)) from None
+
+
+def shard_done(stage: str, counts: dict, shard: tuple[int, int], unit: str) -> bool:
+    """Say what a shard did; True when the shards should now be merged (a single, complete run)."""
+    index, count = shard
+    print(f"shard {index}/{count}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if count > 1:
+        print(f"when every shard is done: westwind {stage} RECIPE --merge")
+        return False
+    if counts["unfinished"]:
+        raise RunError(f"{counts['unfinished']} {unit}(s) failed; rerun to retry them")
+    return True

@@ -4,12 +4,20 @@ leaves behind. Each module has `main(argv)` and `make_parser()`; run one with `p
 
 from __future__ import annotations
 
-STAGES = ("sft", "aift", "rm", "dpo", "eval")  # rm (a reward model, optional) trains on the AIFT pairs
+STAGES = ("distill", "sft", "aift", "rm", "dpo", "eval")  # distill and rm are optional
 TRAINING_STAGES = ("sft", "rm", "dpo")
 MODULES = {stage: f"westwind.stages.{stage}" for stage in STAGES}
-TITLES = {"sft": "dSFT", "aift": "AIFT", "rm": "Reward model", "dpo": "dDPO", "eval": "Evaluation"}
+TITLES = {
+    "distill": "Distill",
+    "sft": "dSFT",
+    "aift": "AIFT",
+    "rm": "Reward model",
+    "dpo": "dDPO",
+    "eval": "Evaluation",
+}
 # What a finished stage leaves behind (any one of the names).
 OUTPUTS = {
+    "distill": ("dataset/dataset_dict.json",),
     "sft": ("config.json", "adapter_config.json"),
     "aift": ("dataset/dataset_dict.json",),
     "rm": ("metrics.json",),  # written last, after the model

@@ -15,24 +15,20 @@ import argparse
 import logging
 import sys
 
-from westwind import preflight
-from westwind.errors import RecipeError, RunError, exit_on_user_error
-from westwind.prompts import parse_shard
-from westwind.recipe import Recipe, load_recipe
+from westwind.errors import exit_on_user_error
+from westwind.recipe import Recipe
+from westwind.usage import add_shard_arguments, shard_done, sharded_stage_recipe
 from westwind.usage import make_parser as usage_parser
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = usage_parser("aift", __doc__)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--shard", help="i/N: process only this deterministic slice of the prompts")
-    mode.add_argument("--merge", action="store_true", help="build the dataset from all shards' results")
+    mode = add_shard_arguments(parser, "prompts")
     mode.add_argument("--rebinarize", action="store_true", help="rebuild pairs from ratings.jsonl")
     parser.add_argument(
         "--allow-partial", action="store_true", help="merge even if some prompts are unjudged"
     )
     parser.add_argument("--no-push", action="store_true", help="skip aift.push_to_hub")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -49,19 +45,14 @@ def main(
     """Run (a shard of) AIFT, merge the shards, or rebinarize, for a recipe that passed the aift preflight."""
     from westwind import aift  # heavy (datasets, backends): loaded when the stage runs
 
-    index, count = shard
     if rebinarize:
         stats = aift.rebinarize(recipe, push=push)
     elif merge:
         stats = aift.merge(recipe, allow_partial, push=push)
     else:
-        counts = aift.run_shard(recipe, index, count, progress=progress)
-        print(f"shard {index}/{count}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        if count > 1:
-            print("when every shard is done: westwind aift RECIPE --merge")
+        counts = aift.run_shard(recipe, *shard, progress=progress)
+        if not shard_done("aift", counts, shard, "prompt"):
             return 0
-        if counts["unfinished"]:
-            raise RunError(f"{counts['unfinished']} prompt(s) failed; rerun to retry them")
         stats = aift.merge(recipe, push=push)
     print(aift.summary(stats))
     print(f"dataset: {recipe.stage_dir('aift') / 'dataset'}")
@@ -72,15 +63,8 @@ def cli(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args, overrides = make_parser().parse_known_args(argv)
     with exit_on_user_error():
-        recipe = load_recipe(args.recipe, overrides, stage="aift")
-        if recipe.aift is None:
-            raise RecipeError(recipe.path, "aift", "the recipe has no aift section")
-        try:
-            shard = parse_shard(args.shard) if args.shard else (0, 1)
-        except ValueError as error:
-            raise RecipeError("(command line)", "--shard", str(error)) from None
-        if not args.merge and not args.rebinarize:
-            preflight.check(recipe, ["aift"], produced_earlier=set())
+        only_journals = args.merge or args.rebinarize  # no endpoint or model is needed
+        recipe, shard = sharded_stage_recipe("aift", args.recipe, overrides, args.shard, not only_journals)
         return main(
             recipe,
             shard,

@@ -28,9 +28,8 @@ def main(recipe: Recipe) -> None:
     with exit_on_user_error():
         config_hash, checkpoint = training.start(recipe, "sft")
         with config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
-            dataset = data.sft_dataset(
-                stage.datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows
-            )
+            datasets = data.resolved_datasets(recipe, stage.datasets)
+            dataset = data.sft_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
         trainer = training.sft_trainer(recipe, dataset, config_hash)
     training.train(trainer, recipe, "sft", config_hash, checkpoint)
     trainer.end()

@@ -1,0 +1,180 @@
+"""The recipe's `distill:` section: seed tasks -> bootstrapped instructions -> teacher dialogues -> dSFT rows.
+
+Validated by `westwind.schema.build(DistillConfig, raw, "distill")` like `aift:`. See docs/distill.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from westwind.aift_config import (
+    DecontaminationConfig,
+    EndpointConfig,
+    JudgeConfig,
+    PromptsConfig,
+    SamplingConfig,
+)
+
+# Self-Instruct's filter (Wang et al. 2023): instructions about things a text model cannot see or do.
+UNSUITABLE_KEYWORDS = (
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+)
+
+
+@dataclass
+class InstructionsConfig:
+    """Self-Instruct bootstrapping: few-shot prompts of seed + generated instructions, kept when novel."""
+
+    seed_tasks: str = field(
+        metadata={"help": "JSONL in the Self-Instruct seed format (instruction, instances)."}
+    )
+    sampling: SamplingConfig = field(metadata={"help": "The teacher's sampling for an instruction list."})
+    target: int = field(default=100, metadata={"help": "Stop once this many instructions are kept."})
+    seeds_per_prompt: int = field(default=6, metadata={"help": "Human seed instructions shown per prompt."})
+    generated_per_prompt: int = field(
+        default=2, metadata={"help": "Already kept instructions shown per prompt."}
+    )
+    new_per_prompt: int = field(default=8, metadata={"help": "How many new instructions a prompt asks for."})
+    requests_per_round: int = field(
+        default=8, metadata={"help": "Prompts sent at once; kept instructions update between rounds."}
+    )
+    max_rounds: int = field(default=100, metadata={"help": "Give up (with a count) after this many rounds."})
+    rouge_threshold: float = field(
+        default=0.7, metadata={"help": "Drop an instruction whose ROUGE-L F1 with a kept one reaches this."}
+    )
+    min_words: int = field(default=3, metadata={"help": "Drop instructions shorter than this (words)."})
+    max_words: int = field(default=150, metadata={"help": "Drop instructions longer than this (words)."})
+    unsuitable_keywords: list[str] = field(
+        default_factory=lambda: list(UNSUITABLE_KEYWORDS),
+        metadata={
+            "help": "Drop instructions containing any of these words (Self-Instruct's list by default)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("target", "seeds_per_prompt", "new_per_prompt", "requests_per_round", "max_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.generated_per_prompt < 0 or not 0 < self.rouge_threshold <= 1:
+            raise ValueError("generated_per_prompt must be >= 0 and rouge_threshold in (0, 1]")
+        if not 1 <= self.min_words <= self.max_words:
+            raise ValueError("need 1 <= min_words <= max_words")
+
+
+@dataclass
+class DialoguesConfig:
+    """UltraChat-style dialogues: the teacher answers, a user simulator writes the next user turn."""
+
+    sampling: SamplingConfig = field(metadata={"help": "The teacher's sampling for an assistant turn."})
+    prompts: PromptsConfig | None = field(
+        default=None,
+        metadata={"help": "Opening prompts from datasets (unset: the bootstrapped instructions)."},
+    )
+    user: EndpointConfig | None = field(
+        default=None, metadata={"help": "The user simulator's endpoint (unset: the teacher)."}
+    )
+    user_sampling: SamplingConfig | None = field(
+        default=None, metadata={"help": "The simulator's sampling (unset: the assistant's)."}
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "The teacher's system prompt while answering (not stored in rows)."}
+    )
+    turn_weights: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={"help": "Weight of 1, 2, 3... assistant turns per dialogue, e.g. [0.5, 0.3, 0.2]."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.turn_weights or any(w < 0 for w in self.turn_weights) or sum(self.turn_weights) <= 0:
+            raise ValueError("turn_weights must be non-negative with a positive sum")
+
+
+@dataclass
+class QualityConfig:
+    """LIMA-style "less but better": a judge scores each dialogue's last answer in context; the best are kept."""
+
+    judge: JudgeConfig = field(metadata={"help": "An AIFT judge: ultrafeedback, reward_model or verifier."})
+    keep: int | None = field(
+        default=None, metadata={"help": "Keep the best this many dialogues (unset: all)."}
+    )
+    min_score: float | None = field(default=None, metadata={"help": "Drop dialogues scored below this."})
+
+    def __post_init__(self) -> None:
+        if self.judge.kind == "pairwise":
+            raise ValueError(
+                "a pairwise judge compares two answers; use ultrafeedback, reward_model or verifier"
+            )
+        if self.keep is not None and self.keep < 1:
+            raise ValueError("keep must be at least 1")
+
+
+@dataclass
+class Principle:
+    """One constitution entry: what the critique looks for and how the revision fixes it."""
+
+    name: str
+    critique: str
+    revision: str
+
+
+@dataclass
+class RevisionsConfig:
+    """Constitutional-AI revision pairs: `answerer` answers each instruction, the teacher critiques the answer
+    against a drawn principle and revises it; chosen = revision, rejected = answer (a DPO dataset)."""
+
+    answerer: EndpointConfig = field(metadata={"help": "The model whose answers are revised (e.g. @base)."})
+    sampling: SamplingConfig = field(metadata={"help": "The answerer's sampling."})
+    teacher_sampling: SamplingConfig = field(
+        metadata={"help": "The teacher's sampling for critique and revision."}
+    )
+    constitution: list[Principle] | None = field(
+        default=None,
+        metadata={"help": "name/critique/revision entries (unset: westwind's default constitution)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.constitution is not None and not self.constitution:
+            raise ValueError("constitution must list at least one principle (or be unset for the default)")
+
+
+@dataclass
+class DistillConfig:
+    teacher: EndpointConfig = field(metadata={"help": "The teacher model (any AIFT backend)."})
+    dialogues: DialoguesConfig = field(metadata={"help": "How dialogues are written."})
+    instructions: InstructionsConfig | None = field(
+        default=None, metadata={"help": "Self-Instruct bootstrapping (unset: dialogues.prompts)."}
+    )
+    decontaminate: DecontaminationConfig | None = field(
+        default=None, metadata={"help": "Drop instructions sharing a word n-gram with an eval set."}
+    )
+    quality: QualityConfig | None = field(
+        default=None, metadata={"help": "Score dialogues with a judge and keep the best (LIMA-style)."}
+    )
+    revisions: RevisionsConfig | None = field(
+        default=None, metadata={"help": "Also write Constitutional-AI revision pairs (a DPO dataset)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seeds every sample and draw."})
+    test_split_size: float | None = field(default=None, metadata={"help": "Fraction held out as `test`."})
+    chunk_size: int = field(
+        default=32, metadata={"help": "Dialogues written (and persisted) per unit of work."}
+    )
+
+    def __post_init__(self) -> None:
+        if (self.instructions is None) == (self.dialogues.prompts is None):
+            raise ValueError("set exactly one of distill.instructions and distill.dialogues.prompts")
+        if self.test_split_size is not None and not 0 < self.test_split_size < 1:
+            raise ValueError("test_split_size must be a fraction in (0, 1)")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
