@@ -6,11 +6,12 @@ import re
 
 import datasets
 import pytest
-from conftest import make_conversations, make_preferences, write_jsonl
+from conftest import make_conversations, make_preferences, tiny_recipe, write_jsonl, write_recipe
 from trl.scripts.utils import DatasetConfig
 
 from westwind import data
-from westwind.errors import DataError
+from westwind.errors import DataError, RecipeError
+from westwind.recipe import load_recipe
 
 
 def user(text):
@@ -119,16 +120,26 @@ def test_conversational_preferences_pass_through(tmp_path):
     assert train[0] == {k: rows[0][k] for k in ("prompt", "chosen", "rejected")}
 
 
-def test_ultrafeedback_binarized_shape_is_normalized(tmp_path):
-    row = {
+COLOUR_ROWS = {
+    "ultrafeedback-binarized": {
         "prompt": "Name a colour.",
         "prompt_id": "abc",
         "chosen": [user("Name a colour."), assistant("Blue.")],
         "rejected": [user("Name a colour."), assistant("A dog.")],
         "score_chosen": 8.0,
         "score_rejected": 2.0,
-    }
-    path = write_jsonl(tmp_path / "uf.jsonl", [row])
+    },
+    "sharegpt": {
+        "conversations": [{"from": "human", "value": "Name a colour."}],
+        "chosen": {"from": "gpt", "value": "Blue."},
+        "rejected": {"from": "gpt", "value": "A dog."},
+    },
+}
+
+
+@pytest.mark.parametrize("shape", COLOUR_ROWS)
+def test_common_preference_shapes_are_normalized(tmp_path, shape):
+    path = write_jsonl(tmp_path / "prefs.jsonl", [COLOUR_ROWS[shape]])
     train = data.dpo_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
     assert train[0] == {
         "prompt": [user("Name a colour.")],
@@ -158,3 +169,100 @@ def test_bad_preference_rows_are_reported(tmp_path, row, problem):
     path = write_jsonl(tmp_path / "p.jsonl", [*make_preferences(2), row])
     with pytest.raises(DataError, match=f"row 2: .*{re.escape(problem)}"):
         data.dpo_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)
+
+
+# ---------------------------------------------------------------- bad files and splits
+
+
+def test_an_empty_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    with pytest.raises(DataError, match=f"dataset {re.escape(str(path))}: the file is empty"):
+        data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)
+
+
+def test_a_test_split_leaving_no_training_row_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", make_conversations(4))
+    with pytest.raises(DataError, match=r"test_split_size: 0.9 of 4 row\(s\) leaves no training row"):
+        data.sft_dataset([DatasetConfig(path=str(path))], 0.9, seed=0, drop_invalid=False)
+
+
+# ---------------------------------------------------------------- common formats
+
+
+def sharegpt(*turns):
+    return [{"from": role, "value": text} for role, text in turns]
+
+
+def test_sharegpt_rows_become_messages_and_the_conversion_is_said(tmp_path, capsys):
+    rows = [
+        {"conversations": sharegpt(("system", "Be terse."), ("human", "Hi?"), ("gpt", "Hello."))},
+        {"conversations": sharegpt(("human", "Two?"), ("gpt", "2."))},
+    ]
+    path = write_jsonl(tmp_path / "sharegpt.jsonl", rows)
+    train = data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
+    assert train[0]["messages"] == [
+        {"role": "system", "content": "Be terse."},
+        user("Hi?"),
+        assistant("Hello."),
+    ]
+    assert "ShareGPT `conversations`" in capsys.readouterr().out
+
+
+def test_list_of_parts_content_is_joined(tmp_path, capsys):
+    parts = [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]
+    row = {"messages": [{"role": "user", "content": parts}, {"role": "assistant", "content": parts[:1]}]}
+    path = write_jsonl(tmp_path / "parts.jsonl", [row, row])
+    train = data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=False)["train"]
+    assert train[0]["messages"] == [user("first\nsecond"), assistant("first")]
+    assert "list-of-parts content" in capsys.readouterr().out
+
+
+def test_when_every_row_is_bad_the_format_is_named_not_drop_invalid_rows(tmp_path):
+    path = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": "Hi", "output": "Hello"}] * 3)
+    for drop_invalid in (False, True):
+        with pytest.raises(DataError) as caught:
+            data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=drop_invalid)
+        message = str(caught.value)
+        assert (
+            "every row is invalid" in message and "the format looks wrong: SFT expects `messages`" in message
+        )
+        assert "drop_invalid_rows" not in message
+
+
+def test_dropped_rows_are_counted_by_reason_and_unused_columns_named(tmp_path, capsys):
+    rows = [{**row, "label": True, "images": []} for row in make_conversations(6)]
+    rows[1]["messages"] = [user("a"), user("b")]
+    rows[2]["messages"] = [user("a"), user("c")]
+    rows[4]["messages"] = [user("a"), assistant("")]
+    path = write_jsonl(tmp_path / "sft.jsonl", rows)
+    dataset = data.sft_dataset([DatasetConfig(path=str(path))], None, seed=0, drop_invalid=True)
+    assert len(dataset["train"]) == 3
+    out = capsys.readouterr().out
+    assert (
+        "dropped 3 invalid row(s) of 6: 2 x message N: expected an assistant turn (roles must alternate), "
+        "got user; 1 x message N (assistant) is empty"
+    ) in out
+    assert out.count("column(s) not used by sft: images, label") == 1
+
+
+def test_an_sft_folder_holding_both_model_kinds_is_refused(recipe_file):
+    recipe = load_recipe(recipe_file, stage="dpo")
+    sft_dir = recipe.stage_dir("sft")
+    sft_dir.mkdir(parents=True)
+    (sft_dir / "config.json").write_text("{}")  # a full model ...
+    (sft_dir / "adapter_config.json").write_text("{}")  # ... beside a LoRA adapter left from another run
+    with pytest.raises(RecipeError, match="holds both a full model and a LoRA adapter"):
+        data.dpo_inputs(recipe)
+
+
+def test_the_dpo_policy_path_is_absolute(tmp_path, monkeypatch, tiny_model, sft_jsonl, dpo_jsonl):
+    """A DPO adapter saves its base (the dSFT folder) by this path: it must not depend on the working dir."""
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    raw["output_dir"] = "out"
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw), stage="dpo")
+    (tmp_path / "out" / "sft").mkdir(parents=True)
+    (tmp_path / "out" / "sft" / "config.json").write_text("{}")
+    policy, _ = data.dpo_inputs(recipe)
+    assert policy == str((tmp_path / "out" / "sft").resolve())

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, make_conversations, tiny_recipe, write_jsonl, write_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -73,7 +74,8 @@ def test_sft_then_dpo(launcher, tmp_path, tiny_model, repeated_sft, dpo_jsonl):
     assert "<|assistant|>" in tokenizer.chat_template  # the recipe's zephyr template was saved
     AutoModelForCausalLM.from_pretrained(sft_dir)
     assert "westwind recipe `recipe.yaml`" in (sft_dir / "README.md").read_text()
-    assert (sft_dir / "westwind_recipe.yaml").read_text() == recipe.read_text()
+    copy = yaml.safe_load((sft_dir / "westwind_recipe.yaml").read_text())
+    assert copy == yaml.safe_load(recipe.read_text())
 
     run_stage(launcher, "run_dpo.py", recipe, "--save_steps", "3")
     dpo_dir = tmp_path / "out" / "dpo"

@@ -8,9 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, tiny_recipe, write_jsonl, write_recipe
+import torch
+from conftest import REPO, make_conversations, tiny_recipe, write_jsonl, write_recipe
 
+from westwind import identity
 from westwind.demo_tasks import generate, prompt_row
+from westwind.pipeline import stage_hashes, start_clean
+from westwind.recipe import load_recipe
 
 ENV = {
     **os.environ,
@@ -102,3 +106,51 @@ def test_bad_stage_range_is_bad_input(full_recipe):
     assert (
         result.stderr.strip().splitlines()[-1] == f"error: {full_recipe}: --from/--to: eval comes after sft"
     )
+
+
+# ---------------------------------------------------------------- folders made under other inputs
+
+
+def test_a_training_folder_made_under_other_inputs_is_cleared_before_the_stage_runs(full_recipe):
+    recipe = load_recipe(full_recipe)
+    hashes = stage_hashes(recipe)
+    dpo_dir = recipe.stage_dir("dpo")
+    (dpo_dir / "sft-merged").mkdir(parents=True)  # merged from another dSFT adapter
+    (dpo_dir / "adapter_config.json").write_text("{}")
+    (dpo_dir / "notes.txt").write_text("the user's")
+    identity.record_hash(dpo_dir, "dpo", "another-hash")
+    start_clean(recipe, "dpo", hashes["dpo"])
+    assert sorted(p.name for p in dpo_dir.iterdir()) == ["notes.txt", identity.IDENTITY_FILE]
+    assert identity.recorded_hash(dpo_dir) == hashes["dpo"]
+
+
+def test_aift_and_eval_folders_are_left_to_their_own_keys(full_recipe):
+    recipe = load_recipe(full_recipe)
+    for stage in ("aift", "eval"):
+        folder = recipe.stage_dir(stage)
+        folder.mkdir(parents=True)
+        (folder / "kept.jsonl").write_text("{}\n")  # keyed by the models' content identity: reusable
+        start_clean(recipe, stage, "another-hash")
+        assert [p.name for p in folder.iterdir()] == ["kept.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_changed_data_file_reruns_sft_to_what_a_clean_run_gives(full_recipe, tmp_path, sft_jsonl):
+    """With checkpoints on, the rerun after a data change must not resume the old run's checkpoint."""
+    from safetensors.torch import load_file
+
+    from westwind.stages import sft
+
+    first = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
+    assert ran(first) == ["sft"]
+    pipeline_hash = stage_hashes(load_recipe(full_recipe, ["--sft.save_steps", "2"]))["sft"]
+    # the stage records the same hash as the pipeline computes
+    assert identity.recorded_hash(tmp_path / "out" / "sft") == pipeline_hash
+    write_jsonl(sft_jsonl, make_conversations(32, seed=7))
+    second = westwind_run(full_recipe, "--to", "sft", "--sft.save_steps", "2")
+    assert ran(second) == ["sft"] and "clearing it first" in second
+    clean_dir = tmp_path / "clean"
+    sft.cli([str(full_recipe), "--save_steps", "2", "--output_dir", str(clean_dir)])  # in-process: faster
+    rerun = load_file(tmp_path / "out" / "sft" / "model.safetensors")
+    clean = load_file(clean_dir / "sft" / "model.safetensors")
+    assert all(torch.equal(rerun[name], clean[name]) for name in clean)

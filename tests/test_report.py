@@ -215,3 +215,14 @@ def test_wilson_interval_known_values():
     assert wilson_interval(83, 200, confidence=0.99)[0] < low
     assert wilson_interval(0, 0) == (0.0, 1.0)
     assert not any(math.isnan(v) for v in wilson_interval(1, 3))
+
+
+def test_rows_trl_dropped_are_reported_per_split(tmp_path):
+    from westwind.report import dropped_rows_lines
+
+    stats = {"max_length": 25, "train": {"rows": 3000, "kept": 2256, "dropped": 744}}
+    (tmp_path / "data_stats.json").write_text(json.dumps(stats))
+    assert dropped_rows_lines(tmp_path) == [
+        "- train rows dropped by TRL (max_length 25): 744 of 3000 (24.8%)"
+    ]
+    assert dropped_rows_lines(tmp_path / "missing") == []

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,11 +15,28 @@ import datasets
 from datasets import Dataset, DatasetDict
 from trl.scripts.utils import DatasetConfig
 
-from westwind.errors import DataError
+from westwind.errors import DataError, RecipeError
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
+# ShareGPT's `from` values (and the plain role names some exports use) -> westwind's roles.
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+USED_COLUMNS = {
+    "sft": {"messages", "conversations"},
+    "dpo": {"prompt", "chosen", "rejected", "conversations"},
+}
+EXPECTED_FORMAT = {
+    "sft": "SFT expects `messages`: [{role, content}, ...] (or ShareGPT `conversations`: [{from, value}, ...])",
+    "dpo": "DPO expects prompt/chosen/rejected (strings or message lists), or ShareGPT `conversations` "
+    "with `chosen`/`rejected` as {from, value}",
+}
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -39,6 +59,8 @@ def load_dataset_config(config: DatasetConfig) -> Dataset:
             builder = FILE_BUILDERS.get(path.suffix)
             if builder is None:
                 raise DataError(f"dataset {config.path}: unsupported file type {path.suffix!r}")
+            if path.stat().st_size == 0:
+                raise DataError(f"dataset {config.path}: the file is empty")
             dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
         else:
             dataset = datasets.load_dataset(
@@ -51,7 +73,10 @@ def load_dataset_config(config: DatasetConfig) -> Dataset:
     except DataError:
         raise
     except Exception as error:  # datasets raises many types; the user needs the dataset name and the reason
-        raise DataError(f"dataset {config.path}: could not load: {str(error).splitlines()[0]}") from error
+        reason = next(iter(str(error).strip().splitlines()), "") or type(error).__name__
+        raise DataError(f"dataset {config.path}: could not load: {reason}") from error
+    if len(dataset) == 0:
+        raise DataError(f"dataset {config.path}: no rows")
     if config.columns is not None:
         missing = [c for c in config.columns if c not in dataset.column_names]
         if missing:
@@ -92,7 +117,70 @@ def split(dataset: Dataset, test_split_size: float | None, seed: int) -> Dataset
     """A seeded train/test split (TRL's is unseeded, so DDP ranks would disagree)."""
     if not test_split_size:
         return DatasetDict({"train": dataset})
+    test_rows = math.ceil(test_split_size * len(dataset))  # how datasets sizes the test split
+    if len(dataset) - test_rows < 1:
+        raise DataError(
+            f"test_split_size: {test_split_size} of {len(dataset)} row(s) leaves no training row; "
+            "use a smaller test_split_size or more data"
+        )
     return dataset.train_test_split(test_size=test_split_size, seed=seed)
+
+
+# ---------------------------------------------------------------- common formats
+
+
+def as_text(content: Any) -> Any:
+    """List-of-parts content (`[{"type": "text", "text": ...}]`) joined into one string (parts by newlines);
+    content with non-text parts is left as is (and reported by conversation_problem)."""
+    if isinstance(content, list) and content and all(_is_text_part(part) for part in content):
+        return "\n".join(part["text"] for part in content)
+    return content
+
+
+def _is_text_part(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+
+
+def as_turn(turn: Any) -> Any:
+    """One message as {role, content}: ShareGPT's {from, value} renamed (human/gpt/system), parts joined."""
+    if isinstance(turn, dict) and "from" in turn and "value" in turn and "role" not in turn:
+        turn = {"role": SHAREGPT_ROLES.get(turn["from"], turn["from"]), "content": turn["value"]}
+    if isinstance(turn, dict) and "content" in turn:
+        return {"role": turn.get("role"), "content": as_text(turn["content"])}
+    return turn
+
+
+def as_turns(value: Any) -> Any:
+    return [as_turn(turn) for turn in value] if isinstance(value, list) else value
+
+
+def to_messages(row: dict[str, Any]) -> dict[str, Any]:
+    """Normalize one SFT row to `messages`: role/content turns, from ShareGPT `conversations` if need be."""
+    messages = row.get("messages")
+    if messages is None:
+        messages = row.get("conversations")
+    return {"messages": as_turns(messages)}
+
+
+def format_notes(dataset: Dataset) -> list[str]:
+    """What westwind converts in this dataset (judged on its first row), to say it once."""
+    row, notes = dataset[0], []
+    if "messages" not in row and "conversations" in row:
+        notes.append(
+            "ShareGPT `conversations` ({from, value}; human/gpt/system) converted to role/content turns"
+        )
+    turns = [
+        t
+        for key in ("messages", "conversations", "prompt", "chosen", "rejected")
+        for t in _turn_list(row.get(key))
+    ]
+    if any(isinstance(t, dict) and isinstance(t.get("content", t.get("value")), list) for t in turns):
+        notes.append('list-of-parts content ([{"type": "text", "text": ...}]) joined into text')
+    return notes
+
+
+def _turn_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 # ---------------------------------------------------------------- row checks
@@ -109,6 +197,8 @@ def conversation_problem(messages: Any, last_role: str | None) -> str | None:
         role, content = message["role"], message["content"]
         if role not in ROLES:
             return f"message {index} has role {role!r}; roles are system/user/assistant"
+        if isinstance(content, list):
+            return f"message {index} ({role}) has non-text content parts; westwind trains on text"
         if not isinstance(content, str) or not content.strip():
             return f"message {index} ({role}) is empty"
         if role == "system":
@@ -116,7 +206,8 @@ def conversation_problem(messages: Any, last_role: str | None) -> str | None:
                 return f"message {index}: a system turn may only come first"
             continue
         if role != expected:
-            return f"message {index}: expected a {expected} turn (roles must alternate), got {role}"
+            article = "an" if expected == "assistant" else "a"
+            return f"message {index}: expected {article} {expected} turn (roles must alternate), got {role}"
         expected = "assistant" if role == "user" else "user"
     if last_role and messages[-1]["role"] != last_role:
         return f"the last turn must be the {last_role}'s, got {messages[-1]['role']}"
@@ -124,7 +215,7 @@ def conversation_problem(messages: Any, last_role: str | None) -> str | None:
 
 
 def sft_row_problem(row: dict[str, Any]) -> str | None:
-    if "messages" not in row:
+    if row.get("messages") is None:
         return "no `messages` column (SFT takes conversational data)"
     return conversation_problem(row["messages"], last_role="assistant")
 
@@ -132,11 +223,12 @@ def sft_row_problem(row: dict[str, Any]) -> str | None:
 def to_preference(row: dict[str, Any]) -> dict[str, Any]:
     """Normalize one preference row to TRL's conversational shape: prompt messages + one assistant turn each.
 
-    Accepts plain strings, explicit prompts, and the UltraFeedback-binarized shape where chosen and rejected
-    repeat the whole conversation (with or without a separate `prompt` string).
+    Accepts plain strings, explicit prompts, ShareGPT rows (`conversations` as the prompt, chosen/rejected as
+    {from, value}), and the UltraFeedback-binarized shape where chosen and rejected repeat the whole
+    conversation (with or without a separate `prompt` string).
     """
     chosen, rejected = _as_turns(row.get("chosen"), "assistant"), _as_turns(row.get("rejected"), "assistant")
-    prompt = row.get("prompt")
+    prompt = row.get("prompt") if row.get("prompt") is not None else row.get("conversations")
     if isinstance(chosen, list) and len(chosen) > 1:
         prompt, chosen = chosen[:-1], chosen[-1:]
         rejected = rejected[-1:] if isinstance(rejected, list) else rejected
@@ -146,7 +238,9 @@ def to_preference(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_turns(value: Any, role: str) -> Any:
-    return [{"role": role, "content": value}] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return as_turns([value] if isinstance(value, dict) else value)
 
 
 def preference_problem(row: dict[str, Any]) -> str | None:
@@ -171,34 +265,44 @@ def preference_problem(row: dict[str, Any]) -> str | None:
 def _checked(
     dataset: Dataset,
     name: str,
+    stage: str,
+    normalize: Callable[[dict], dict],
     problem_of: Callable[[dict], str | None],
     drop_invalid: bool,
-    transform: Callable | None = None,
 ) -> Dataset:
-    """Apply `transform`, then check every row; raise on the first bad one or drop them all and log how many."""
-    if transform is not None:
-        dataset = dataset.map(transform, remove_columns=dataset.column_names, desc=f"normalizing {name}")
-    problems = [problem_of(row) for row in dataset]
+    """Check every normalized row: raise on the first bad one, or drop them all and count them by reason;
+    then keep the good rows, normalized. Conversions and unused columns are said once per dataset."""
+    problems = [problem_of(normalize(row)) for row in dataset]
     bad = [index for index, problem in enumerate(problems) if problem]
+    if len(bad) == len(dataset):
+        raise DataError(
+            f"dataset {name}: every row is invalid (row 0: {problems[0]}); the format looks wrong: "
+            f"{EXPECTED_FORMAT[stage]}"
+        )
     if bad and not drop_invalid:
         raise DataError(
             f"dataset {name}, row {bad[0]}: {problems[bad[0]]} "
             f"({len(bad)} bad row(s); set drop_invalid_rows: true to drop them)"
         )
+    for note in format_notes(dataset):
+        print(f"westwind: dataset {name}: {note}")
+    unused = sorted(set(dataset.column_names) - USED_COLUMNS[stage])
+    if unused:
+        print(f"westwind: dataset {name}: column(s) not used by {stage}: {', '.join(unused)}")
     if bad:
-        logger.warning("dataset %s: dropped %d invalid row(s) of %d", name, len(bad), len(dataset))
-        print(f"westwind: dataset {name}: dropped {len(bad)} invalid row(s) of {len(dataset)}")
-        keep = set(range(len(dataset))) - set(bad)
-        dataset = dataset.select(sorted(keep))
-    if len(dataset) == 0:
-        raise DataError(f"dataset {name}: no rows left")
-    return dataset
+        reasons = Counter(re.sub(r"\d+", "N", problems[index]) for index in bad)
+        by_reason = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+        logger.warning(
+            "dataset %s: dropped %d invalid row(s) of %d: %s", name, len(bad), len(dataset), by_reason
+        )
+        print(f"westwind: dataset {name}: dropped {len(bad)} invalid row(s) of {len(dataset)}: {by_reason}")
+        dataset = dataset.select(sorted(set(range(len(dataset))) - set(bad)))
+    return dataset.map(normalize, remove_columns=dataset.column_names, desc=f"normalizing {name}")
 
 
 def sft_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_invalid: bool) -> DatasetDict:
     def prepare(dataset: Dataset, name: str) -> Dataset:
-        dataset = _checked(dataset, name, sft_row_problem, drop_invalid)
-        return dataset.select_columns(["messages"])
+        return _checked(dataset, name, "sft", to_messages, sft_row_problem, drop_invalid)
 
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)
 
@@ -208,18 +312,23 @@ def dpo_dataset(configs: list[DatasetConfig], test_split_size, seed: int, drop_i
         missing = {"chosen", "rejected"} - set(dataset.column_names)
         if missing:
             raise DataError(
-                f"dataset {name}: no column(s) {sorted(missing)} (DPO takes prompt/chosen/rejected)"
+                f"dataset {name}: no column(s) {sorted(missing)} (the format looks wrong: {EXPECTED_FORMAT['dpo']})"
             )
-        return _checked(dataset, name, preference_problem, drop_invalid, transform=to_preference)
+        return _checked(dataset, name, "dpo", to_preference, preference_problem, drop_invalid)
 
     return split(load_mixture(configs, seed, prepare), test_split_size, seed)
 
 
 def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
     """A preference stage's (dpo, rm) starting model and datasets with @references resolved (the preflight
-    checked that they exist)."""
+    checked that they exist); the model path absolute, so that an adapter trained on top of it names a base
+    that is found from anywhere."""
     extras = getattr(recipe, f"{stage}_data")
     policy = recipe.resolve_reference(extras.model_name_or_path)
+    if extras.model_name_or_path.startswith("@"):
+        check_stage_model(recipe, f"{stage}.model_name_or_path", Path(policy))
+    if Path(policy).exists():
+        policy = str(Path(policy).resolve())
     return policy, resolved_datasets(recipe, extras.datasets or [DatasetConfig(path="@aift")])
 
 
@@ -227,3 +336,15 @@ def resolved_datasets(recipe, configs: list[DatasetConfig]) -> list[DatasetConfi
     """Dataset entries with @references (@aift, @distill, @revisions) turned into paths (the preflight checked
     them)."""
     return [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
+
+
+def check_stage_model(recipe, key: str, path: Path) -> None:
+    """An upstream stage's model folder holds one kind of model: a full model (config.json) and a LoRA
+    adapter (adapter_config.json) side by side mean one is a leftover of another run."""
+    if (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
+        raise RecipeError(
+            recipe.path,
+            key,
+            f"{path} holds both a full model and a LoRA adapter (one is left from another run); "
+            "rerun that stage with `westwind run` or --overwrite_output_dir true",
+        )

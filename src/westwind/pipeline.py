@@ -1,7 +1,9 @@
 """`westwind run RECIPE`: dSFT -> AIFT -> dDPO -> eval, each stage its own process, skipping finished ones.
 
-A stage is skipped when its outputs are complete and the hash of its resolved config (its section, the model
-section, the output root and every upstream stage's hash) matches the one recorded next to its outputs.
+A stage is skipped when its outputs are complete and its hash (westwind.identity.stage_hashes: its section, the
+model section, the output root, its data's identity and every upstream stage's hash) matches the one recorded
+next to its outputs. A stage that runs starts from a folder holding only work made under the same inputs: one
+made under other inputs is cleared first.
 """
 
 from __future__ import annotations
@@ -13,26 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from westwind import io, preflight
+from westwind import identity, io, preflight
 from westwind.errors import RecipeError, exit_on_user_error
+from westwind.identity import stage_hashes
 from westwind.recipe import Recipe, load_recipe
 from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
-
-
-def stage_hashes(recipe: Recipe) -> dict[str, str]:
-    """A hash per present stage, chained so that a changed upstream stage invalidates everything after it."""
-    hashes, upstream = {}, ""
-    for stage in STAGES:
-        if recipe.raw.get(stage) is None:
-            continue
-        payload = {
-            "stage": recipe.raw[stage],
-            "model": recipe.raw["model"],
-            "output_dir": str(recipe.output_dir),
-            "upstream": upstream,
-        }
-        upstream = hashes[stage] = io.digest(payload)
-    return hashes
 
 
 def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
@@ -41,6 +28,19 @@ def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
     if marker is None or not any((directory / name).exists() for name in OUTPUTS[stage]):
         return False
     return marker.get("config_hash") == config_hash
+
+
+def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
+    """Clear a training stage's folder made under other inputs, then record `config_hash` in it. AIFT and
+    eval key their reusable work on what produced it themselves (models by content identity)."""
+    if stage not in TRAINING_STAGES:
+        return
+    directory = recipe.stage_dir(stage)
+    problem = identity.foreign_outputs(directory, config_hash)
+    if problem:
+        print(f"westwind: [{stage}] clearing it first: {problem}", flush=True)
+        identity.clear(directory)
+    identity.record_hash(directory, stage, config_hash)
 
 
 def mark_complete(recipe: Recipe, stage: str, config_hash: str, seconds: float) -> None:
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> None:
         recipe = load_recipe(args.recipe, overrides)
         stages = selected_stages(recipe, args.first, args.last)
         preflight.check(recipe, stages, produced_earlier=set(stages))
-    hashes = stage_hashes(recipe)
+        hashes = stage_hashes(recipe)
     started = time.monotonic()
     for stage in stages:
         if not args.force and is_complete(recipe, stage, hashes[stage]):
@@ -98,6 +98,7 @@ def main(argv: list[str]) -> None:
             continue
         launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
+        start_clean(recipe, stage, hashes[stage])
         run_stage(stage, args.recipe, overrides, launcher)
         mark_complete(recipe, stage, hashes[stage], time.monotonic() - stage_started)
     finish(recipe, time.monotonic() - started)

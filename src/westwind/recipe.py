@@ -93,6 +93,10 @@ class StageData:
         default=False,
         metadata={"help": "Drop bad rows and report the counts by reason, instead of stopping at the first."},
     )
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Clear this stage's outputs made under other inputs instead of refusing to start."},
+    )
 
 
 @dataclasses.dataclass
@@ -140,6 +144,7 @@ class Recipe:
     rm: RewardConfig | None = None
     rm_data: RMStageExtras | None = None
     eval: Any = None
+    overrides: list[str] = dataclasses.field(default_factory=list)  # as given on the command line
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
@@ -174,9 +179,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, stage: str
     for key, value in parse_overrides(overrides or [], stage):
         set_key(raw, key, value, path)
     try:
-        return validate(raw, path)
+        recipe = validate(raw, path)
     except schema.SchemaError as error:
         raise RecipeError(path, error.key, error.problem) from None
+    recipe.overrides = list(overrides or [])
+    return recipe
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

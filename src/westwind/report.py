@@ -22,6 +22,7 @@ from typing import Any
 from matplotlib.figure import Figure  # the object API renders PNGs through Agg; no pyplot state
 
 from westwind import io
+from westwind.identity import DATA_STATS
 from westwind.io import TRAINER_STATE, newest_complete_checkpoint
 from westwind.stages import STAGES, TITLES
 
@@ -305,6 +306,7 @@ def sft_section(outputs: RunOutputs, plots: Path) -> list[str]:
     steps, losses = series(history, "loss")
     lines = ["## dSFT", ""]
     lines += training_facts(history, steps, losses)
+    lines += dropped_rows_lines(outputs.stage_dirs["sft"])
     if steps:
         curves = {"train loss": (steps, losses)}
         if series(history, "eval_loss")[0]:
@@ -327,6 +329,20 @@ def training_facts(history: list[dict[str, Any]], steps: list[int], losses: list
     if accuracy is not None:
         facts.append(f"- last logged mean token accuracy: {percent(accuracy)}")
     return facts
+
+
+def dropped_rows_lines(stage_dir: Path) -> list[str]:
+    """Rows TRL's preparation dropped (the stage's data_stats.json), per split, with their share."""
+    stats = read_json(stage_dir / DATA_STATS) or {}
+    lines = []
+    for split in ("train", "eval"):
+        counts = stats.get(split)
+        if isinstance(counts, dict) and counts.get("rows"):
+            lines.append(
+                f"- {split} rows dropped by TRL (max_length {stats.get('max_length')}): "
+                f"{counts['dropped']} of {counts['rows']} ({percent(counts['dropped'] / counts['rows'])})"
+            )
+    return lines
 
 
 def aift_section(outputs: RunOutputs, plots: Path) -> list[str]:
@@ -382,6 +398,7 @@ def dpo_section(outputs: RunOutputs, plots: Path) -> list[str]:
     steps, losses = series(history, "loss")
     lines = ["## dDPO", ""]
     lines += training_facts(history, steps, losses)
+    lines += dropped_rows_lines(outputs.stage_dirs["dpo"])
     for key in ("rewards/accuracies", "rewards/margins"):
         value = last_value(history, key)
         if value is not None:

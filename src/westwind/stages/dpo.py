@@ -27,14 +27,14 @@ def main(recipe: Recipe) -> None:
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
     config, stage = recipe.dpo, recipe.dpo_data
-    policy_path, datasets = data.dpo_inputs(recipe)
     training.setup(config)
-    with exit_on_user_error(), config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
-        dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
-
-    trainer = training.dpo_trainer(recipe, dataset, policy_path)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "dpo")
+    with exit_on_user_error():
+        policy_path, datasets = data.dpo_inputs(recipe)
+        config_hash, checkpoint = training.start(recipe, "dpo")
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
+            dataset = data.dpo_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
+        trainer = training.dpo_trainer(recipe, dataset, policy_path, config_hash)
+    training.train(trainer, recipe, "dpo", config_hash, checkpoint)
     trainer.end()
 
 

@@ -59,7 +59,7 @@ def load_reward_model(start_path: str, model_args, tokenizer, merged_dir: Path):
     return model, peft_config
 
 
-def reward_trainer(recipe: Recipe, dataset, start_path: str):
+def reward_trainer(recipe: Recipe, dataset, start_path: str, config_hash: str | None = None):
     from trl import RewardTrainer
 
     from westwind import models, training
@@ -68,7 +68,9 @@ def reward_trainer(recipe: Recipe, dataset, start_path: str):
     tokenizer = models.load_tokenizer(start_path, model_args)
     merged_dir = Path(recipe.rm.output_dir) / "sft-merged"
     model, peft_config = load_reward_model(start_path, model_args, tokenizer, merged_dir)
-    return training.build_trainer(RewardTrainer, recipe.rm, model, tokenizer, dataset, peft_config)
+    return training.stage_trainer(
+        RewardTrainer, recipe, "rm", model, tokenizer, dataset, peft_config, config_hash
+    )
 
 
 def make_standalone(recipe: Recipe, tokenizer) -> None:
@@ -147,14 +149,16 @@ def main(recipe: Recipe) -> None:
     from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
 
     config, extras = recipe.rm, recipe.rm_data
-    start_path, datasets = data.dpo_inputs(recipe, "rm")
     training.setup(config)
-    with exit_on_user_error(), config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
-        dataset = data.dpo_dataset(datasets, extras.test_split_size, config.seed, extras.drop_invalid_rows)
-
-    trainer = reward_trainer(recipe, dataset, start_path)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "rm")
+    with exit_on_user_error():
+        start_path, datasets = data.dpo_inputs(recipe, "rm")
+        config_hash, checkpoint = training.start(recipe, "rm")
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
+            dataset = data.dpo_dataset(
+                datasets, extras.test_split_size, config.seed, extras.drop_invalid_rows
+            )
+        trainer = reward_trainer(recipe, dataset, start_path, config_hash)
+    training.train(trainer, recipe, "rm", config_hash, checkpoint)
     if trainer.accelerator.is_main_process:
         make_standalone(recipe, trainer.processing_class)
         write_metrics(recipe, dataset)

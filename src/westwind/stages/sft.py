@@ -25,13 +25,13 @@ def main(recipe: Recipe) -> None:
 
     config, stage = recipe.sft, recipe.sft_data
     training.setup(config)
-    with exit_on_user_error(), config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
-        datasets = data.resolved_datasets(recipe, stage.datasets)
-        dataset = data.sft_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
-
-    trainer = training.sft_trainer(recipe, dataset)
-    trainer.train(resume_from_checkpoint=training.checkpoint_to_resume(config))
-    training.finish(trainer, recipe, "sft")
+    with exit_on_user_error():
+        config_hash, checkpoint = training.start(recipe, "sft")
+        with config.main_process_first(desc="dataset"):  # rank 0 builds the cache first
+            datasets = data.resolved_datasets(recipe, stage.datasets)
+            dataset = data.sft_dataset(datasets, stage.test_split_size, config.seed, stage.drop_invalid_rows)
+        trainer = training.sft_trainer(recipe, dataset, config_hash)
+    training.train(trainer, recipe, "sft", config_hash, checkpoint)
     trainer.end()
 
 
