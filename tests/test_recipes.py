@@ -128,7 +128,7 @@ def test_llama_template_renders_llama3_turns_and_masks_only_the_assistant(tiny_c
     llama = recipe("llama-3.1-8b")
     assert (llama.sft.eos_token, llama.sft.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=300)
-    tokenizer.chat_template = llama.model.chat_template
+    tokenizer.chat_template = resolve_template(llama.model.chat_template)
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "reverse: cat dog"},

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from westwind.aift_config import EndpointConfig, SamplingConfig
+from westwind.chat_templates import render_prompt
 from westwind.errors import RunError
 from westwind.seeding import stable_seed
 
@@ -147,7 +148,7 @@ def build_backend(endpoint: EndpointConfig, recipe: Any | None = None, seed: int
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of the chat-templated prompt; the template adds BOS itself, so the tokenizer must not."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = render_prompt(tokenizer, messages)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -221,10 +222,7 @@ class TransformersBackend:
 
         sampling, n = batch[0].sampling, batch[0].n
         rows = [(request, sample) for request in batch for sample in range(n)]
-        texts = [
-            self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-            for r, _ in rows
-        ]
+        texts = [render_prompt(self.tokenizer, r.messages) for r, _ in rows]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.device
         )

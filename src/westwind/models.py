@@ -93,7 +93,18 @@ def load_causal_lm(
         model.resize_token_embeddings(len(tokenizer))
     if tokenizer is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
+        stop_at_turn_end(model, tokenizer)
     return model
+
+
+def stop_at_turn_end(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Add the tokenizer's EOS (e.g. ChatML's <|im_end|>, set by the chat template) to the generation config's
+    stop tokens, so the saved model stops at the end of its turn (Qwen base models stop at <|endoftext|> only)."""
+    eos_id = tokenizer.eos_token_id
+    stops = model.generation_config.eos_token_id
+    stops = [] if stops is None else [stops] if isinstance(stops, int) else list(stops)
+    if eos_id is not None and eos_id not in stops:
+        model.generation_config.eos_token_id = [eos_id, *stops]
 
 
 def sft_model(model_args, tokenizer):
