@@ -15,3 +15,45 @@ def test_chatml_models_stop_at_im_end(tiny_models):
     assert tokenizer.eos_token_id == im_end
     assert im_end in model.generation_config.eos_token_id
     assert tokenizer.convert_tokens_to_ids("</s>") in model.generation_config.eos_token_id
+
+
+def fraction_of_weights_changed(tmp_path, tiny_model, sft_jsonl, dpo_jsonl) -> tuple[float, set]:
+    """Full dSFT of a bf16 recipe at a small learning rate (4 steps, bf16 autocast on the CPU)."""
+    import torch
+    from conftest import tiny_recipe, write_recipe
+
+    from westwind import data, training
+    from westwind.recipe import load_recipe
+
+    tweaks = {"bf16": True, "use_cpu": True, "learning_rate": 5e-7, "max_steps": 4, "warmup_steps": 0}
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft=tweaks)
+    raw["model"]["dtype"] = "bfloat16"
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw), stage="sft")
+    trainer = training.sft_trainer(recipe, data.sft_dataset(recipe.sft_data.datasets, None, 0, False))
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = sum((p.detach() != before[n]).sum().item() for n, p in trainer.model.named_parameters())
+    total = sum(p.numel() for p in before.values())
+    return changed / total, {p.dtype for p in trainer.model.parameters()} - {torch.float32}
+
+
+def test_full_training_outside_zero_keeps_small_updates(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl, monkeypatch
+):
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    changed, low_precision = fraction_of_weights_changed(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    assert changed > 0.5, f"only {changed:.1%} of weights moved: bf16 weights without a master copy"
+    assert low_precision == set(), "weights are trained in fp32 (bf16 is the autocast compute dtype)"
+
+
+def test_deepspeed_and_fsdp_keep_the_recipes_dtype(monkeypatch):
+    args = ModelArgs(model_name_or_path="m", dtype="bfloat16")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert models.full_training_dtype(args) == "float32"
+    for flag in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
+        monkeypatch.setenv(flag, "true")
+        assert models.full_training_dtype(args) == "bfloat16"
+        monkeypatch.delenv(flag)
+    assert models.full_training_dtype(ModelArgs(model_name_or_path="m", dtype="float32")) == "float32"

@@ -73,7 +73,7 @@ def kbit_device_map() -> dict[str, Any] | None:
     from accelerate import PartialState
 
     state = PartialState()
-    if state.device.type == "cpu" or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+    if state.device.type == "cpu" or _launch_flag("ACCELERATE_USE_FSDP"):
         return None  # FSDP-QLoRA shards the quantized weights itself
     return {"": state.local_process_index}
 
@@ -107,10 +107,45 @@ def stop_at_turn_end(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase)
         model.generation_config.eos_token_id = [eos_id, *stops]
 
 
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def full_training_dtype(model_args) -> str | None:
+    """The dtype to load weights in for full fine-tuning.
+
+    Outside DeepSpeed/FSDP the optimizer updates the loaded weights themselves: AdamW on bf16 weights has no
+    fp32 master copy, so updates below bf16's resolution (~0.4% of a weight) vanish. Such runs load fp32
+    weights and compute in bf16 under the trainer's autocast (`bf16: true`). DeepSpeed keeps fp32 master
+    weights of its own, and accelerate upcasts FSDP's parameters to fp32, so those keep the recipe's dtype.
+    """
+    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights():
+        return model_args.dtype
+    print(
+        f"westwind: full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
+        f"AdamW keeps small updates; bf16/fp16 compute comes from the trainer's autocast"
+    )
+    return "float32"
+
+
+def optimizer_keeps_master_weights() -> bool:
+    """True under DeepSpeed or FSDP (as `accelerate launch` announces them), which keep fp32 master weights."""
+    return _launch_flag("ACCELERATE_USE_DEEPSPEED") or _launch_flag("ACCELERATE_USE_FSDP")
+
+
+def _launch_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def training_dtype(model_args, peft_config) -> str | None:
+    """The recipe's dtype for adapter training (PEFT keeps its adapters in fp32); see full_training_dtype."""
+    return model_args.dtype if peft_config is not None else full_training_dtype(model_args)
+
+
 def sft_model(model_args, tokenizer):
     """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
-    model = load_causal_lm(model_args.model_name_or_path, model_args, tokenizer)
-    return model, get_peft_config(model_args)
+    peft_config = get_peft_config(model_args)
+    dtype = training_dtype(model_args, peft_config)
+    return load_causal_lm(model_args.model_name_or_path, model_args, tokenizer, dtype=dtype), peft_config
 
 
 def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
@@ -125,7 +160,9 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
       reference (loaded from the policy's own path) is the merged dSFT model, not the base.
     """
     if not is_adapter_dir(sft_path):
-        return load_causal_lm(sft_path, model_args, tokenizer), get_peft_config(model_args)
+        peft_config = get_peft_config(model_args)
+        dtype = training_dtype(model_args, peft_config)
+        return load_causal_lm(sft_path, model_args, tokenizer, dtype=dtype), peft_config
     from peft import PeftModel
 
     base = adapter_base(sft_path)
@@ -137,9 +174,8 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
             model = prepare_model_for_kbit_training(model)
         logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
         return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
-    return load_causal_lm(
-        merge_adapter(sft_path, model_args, tokenizer, merged_dir), model_args, tokenizer
-    ), None
+    merged = merge_adapter(sft_path, model_args, tokenizer, merged_dir)
+    return load_causal_lm(merged, model_args, tokenizer, dtype=full_training_dtype(model_args)), None
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
