@@ -141,6 +141,45 @@ def training_dtype(model_args, peft_config) -> str | None:
     return model_args.dtype if peft_config is not None else full_training_dtype(model_args)
 
 
+def uniform_dtype_for_fsdp_qlora(model, model_args) -> int:
+    """Under FSDP-QLoRA, cast every floating parameter to `bnb_4bit_quant_storage`; returns how many were cast.
+
+    FSDP flattens each wrapped unit into one tensor of one dtype, and the packed 4-bit weights are stored in
+    `bnb_4bit_quant_storage`. Continuing a QLoRA adapter leaves fp32 tensors beside them:
+    `prepare_model_for_kbit_training` upcasts norms and embeddings, and TRL's frozen "ref" adapter is created
+    in fp32. Without the cast FSDP stops with "Must flatten tensors with uniform dtype".
+    """
+    if not (model_args.load_in_4bit and _launch_flag("ACCELERATE_USE_FSDP")):
+        return 0
+    import torch  # lazy: models.py is imported by light commands too
+
+    storage = getattr(torch, model_args.bnb_4bit_quant_storage)
+    mixed = [p for p in model.parameters() if p.is_floating_point() and p.dtype != storage]
+    for param in mixed:
+        param.data = param.data.to(storage)
+    return len(mixed)
+
+
+def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> None:
+    """Save the trained ("default") adapter from a full state dict gathered under FSDP.
+
+    PEFT 0.21 picks adapter tensors by the model's module names, which FSDP1's nested wrappers change
+    (`layers.0._fsdp_wrapped_module.self_attn...`), so saving the wrapped model writes an empty adapter. A
+    meta-device copy of the architecture with the same LoRA config has the plain names and costs no memory.
+    """
+    import copy
+
+    import torch  # lazy: models.py is imported by light commands too
+    from peft import get_peft_model
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(peft_model.get_base_model().config)
+    config = copy.deepcopy(peft_model.peft_config["default"])
+    get_peft_model(skeleton, config, low_cpu_mem_usage=True).save_pretrained(
+        output_dir, state_dict=state_dict
+    )
+
+
 def sft_model(model_args, tokenizer):
     """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
     peft_config = get_peft_config(model_args)
