@@ -161,7 +161,7 @@ def uniform_dtype_for_fsdp_qlora(model, model_args) -> int:
 
 
 def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> None:
-    """Save the trained ("default") adapter from a full state dict gathered under FSDP.
+    """Save the trained ("default") adapter, alone, from a full state dict gathered under FSDP.
 
     PEFT 0.21 picks adapter tensors by the model's module names, which FSDP1's nested wrappers change
     (`layers.0._fsdp_wrapped_module.self_attn...`), so saving the wrapped model writes an empty adapter. A
@@ -174,10 +174,11 @@ def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> No
 
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(peft_model.get_base_model().config)
-    config = copy.deepcopy(peft_model.peft_config["default"])
-    get_peft_model(skeleton, config, low_cpu_mem_usage=True).save_pretrained(
-        output_dir, state_dict=state_dict
-    )
+    configs = {name: copy.deepcopy(config) for name, config in peft_model.peft_config.items()}
+    skeleton = get_peft_model(skeleton, configs.pop("default"), low_cpu_mem_usage=True)
+    for name, config in configs.items():  # e.g. TRL's frozen "ref" copy: known, so PEFT leaves it out
+        skeleton.add_adapter(name, config, low_cpu_mem_usage=True)
+    skeleton.save_pretrained(output_dir, state_dict=state_dict, selected_adapters=["default"])
 
 
 def sft_model(model_args, tokenizer):
