@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from westwind.recipe import Recipe, RecipeError, load_recipe
+from westwind.recipe import Recipe, RecipeError, load_recipe, load_stage_recipe
 
 MULTI_GPU_QLORA_CONFIGS = "recipes/accelerate/fsdp_qlora.yaml, ddp.yaml or zero2.yaml"
 
@@ -156,18 +156,38 @@ def _parse_scalar(value: str) -> Any:
     return int(value) if value.strip().isdigit() else value
 
 
+USAGE = "usage: launch_check RECIPE [ACCELERATE_CONFIG] [--stage sft|dpo [--key value ...]]"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m westwind.launch_check RECIPE [ACCELERATE_CONFIG]`: exit 2 with one line if incompatible."""
+    """`python -m westwind.launch_check RECIPE [ACCELERATE_CONFIG] [--stage STAGE OVERRIDES...]`.
+
+    Exit 2 with one line if the recipe (with the stage's overrides, read as the stage script reads them) and
+    the launcher are incompatible.
+    """
     args = sys.argv[1:] if argv is None else argv
     try:
-        if not 1 <= len(args) <= 2 or args[0].startswith("-"):
-            raise RecipeError("(command line)", "RECIPE", "usage: launch_check RECIPE [ACCELERATE_CONFIG]")
-        config = load_accelerate_config(args[1]) if len(args) == 2 else None
-        check_launch_compatibility(load_recipe(args[0]), config)
+        recipe_path, config_path, stage, overrides = parse_command_line(args)
+        config = load_accelerate_config(config_path) if config_path else None
+        recipe = load_stage_recipe([recipe_path, *overrides], stage) if stage else load_recipe(recipe_path)
+        check_launch_compatibility(recipe, config)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print("ok: recipe and launcher are compatible")
+
+
+def parse_command_line(args: list[str]) -> tuple[str, str | None, str | None, list[str]]:
+    """RECIPE, the accelerate config or None, the stage or None, and the stage's overrides."""
+    positional = []
+    while args and not args[0].startswith("-") and len(positional) < 2:
+        positional, args = [*positional, args[0]], args[1:]
+    stage = None
+    if args[:1] == ["--stage"] and len(args) > 1:
+        stage, args = args[1], args[2:]
+    if not positional or (args and stage is None) or stage not in (None, "sft", "dpo"):
+        raise RecipeError("(command line)", "RECIPE", USAGE)
+    return positional[0], positional[1] if len(positional) > 1 else None, stage, args
 
 
 if __name__ == "__main__":
