@@ -57,3 +57,31 @@ def test_deepspeed_and_fsdp_keep_the_recipes_dtype(monkeypatch):
         assert models.full_training_dtype(args) == "bfloat16"
         monkeypatch.delenv(flag)
     assert models.full_training_dtype(ModelArgs(model_name_or_path="m", dtype="float32")) == "float32"
+
+
+def test_packing_follows_the_attention_that_runs(monkeypatch, capsys):
+    monkeypatch.setattr(models, "is_flash_attn_2_available", lambda: True)
+    assert models.sft_packing(True, "flash_attention_2") is True
+    assert "packs sequences (attn_implementation=flash_attention_2" in capsys.readouterr().out
+    monkeypatch.setattr(models, "is_flash_attn_2_available", lambda: False)
+    assert models.sft_packing(True, "flash_attention_2") is False
+    assert "pads instead of packing" in capsys.readouterr().out
+    assert models.sft_packing(True, "sdpa") is True
+    assert "ONE dense row" in capsys.readouterr().out
+    assert models.sft_packing(False, "flash_attention_2") is False
+
+
+def test_a_packing_recipe_pads_when_flash_attention_is_missing(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    from conftest import tiny_recipe, write_recipe
+
+    from westwind import data, training
+    from westwind.recipe import load_recipe
+
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft={"packing": True, "max_length": 256})
+    raw["model"]["attn_implementation"] = "flash_attention_2"  # not installed here: sdpa runs
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw), stage="sft")
+    trainer = training.sft_trainer(recipe, data.sft_dataset(recipe.sft_data.datasets, None, 0, False))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == recipe.sft.per_device_train_batch_size, (
+        "padded rows, not one packed row"
+    )

@@ -45,14 +45,48 @@ def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
 
 def attn_implementation(requested: str | None) -> str | None:
     """flash_attention_2 when it can run; otherwise sdpa, said out loud."""
-    if requested == "flash_attention_2" and not is_flash_attn_2_available():
-        message = (
-            "westwind: flash-attn is not installed (or no CUDA); falling back to attn_implementation=sdpa"
-        )
-        logger.warning(message)
-        print(message)
-        return "sdpa"
-    return requested
+    effective = usable_attn(requested)
+    if effective != requested:
+        say(f"flash-attn is not installed (or no CUDA); falling back to attn_implementation={effective}")
+    return effective
+
+
+def usable_attn(requested: str | None) -> str | None:
+    return "sdpa" if requested == "flash_attention_2" and not is_flash_attn_2_available() else requested
+
+
+def has_varlen_kernel(attn: str | None) -> bool:
+    """flash-attention kernels (flash_attention_2/3, hub flash-attn kernels) attend within each packed sequence."""
+    return attn is not None and "flash" in attn
+
+
+def sft_packing(packing: bool, requested_attn: str | None) -> bool:
+    """Whether dSFT packs rows, following the attention that will run; the choice is printed.
+
+    Packed rows are cheap only with a variable-length flash-attention kernel. With sdpa or eager, a packed batch
+    becomes one dense row (16 x 2048 tokens attend as one 32k-token row: 16x the attention compute and a
+    32k x 32k mask). A recipe that packs for flash_attention_2 pads instead when flash-attn is missing; a recipe
+    that asks for packing with sdpa/eager itself gets it, with a warning.
+    """
+    if not packing:
+        return False
+    attn = usable_attn(requested_attn)
+    if has_varlen_kernel(attn):
+        say(f"dSFT packs sequences (attn_implementation={attn} has a variable-length kernel)")
+        return True
+    if has_varlen_kernel(requested_attn):
+        say(f"dSFT pads instead of packing: packing was set for {requested_attn}, which cannot run here")
+        return False
+    say(
+        f"WARNING: dSFT packs sequences with attn_implementation={attn or 'default (sdpa)'}: each batch "
+        f"attends as ONE dense row of batch x max_length tokens; use flash_attention_2, or packing: false"
+    )
+    return True
+
+
+def say(message: str) -> None:
+    logger.warning(message)
+    print(f"westwind: {message}")
 
 
 def model_init_kwargs(name_or_path: str, model_args, quantize: bool = True) -> dict[str, Any]:
@@ -120,8 +154,8 @@ def full_training_dtype(model_args) -> str | None:
     """
     if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights():
         return model_args.dtype
-    print(
-        f"westwind: full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
+    say(
+        f"full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
         f"AdamW keeps small updates; bf16/fp16 compute comes from the trainer's autocast"
     )
     return "float32"

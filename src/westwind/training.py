@@ -25,6 +25,7 @@ def sft_trainer(recipe: Recipe, dataset):
     """TRL's SFTTrainer on the recipe's base model (full, LoRA or QLoRA)."""
     from trl import SFTTrainer
 
+    recipe.sft.packing = models.sft_packing(recipe.sft.packing, recipe.model.attn_implementation)
     tokenizer = models.load_tokenizer(recipe.model.model_name_or_path, recipe.model)
     model, peft_config = models.sft_model(recipe.model, tokenizer)
     return _trainer(SFTTrainer, recipe.sft, model, tokenizer, dataset, peft_config)
