@@ -103,10 +103,11 @@ def test_qlora_recipe_matches_the_handbook():
     qlora = recipe("zephyr-7b-qlora")
     model = qlora.model
     assert model.load_in_4bit and model.use_peft
-    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 32, 0.05)
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 16, 0.05)
     assert sorted(model.lora_target_modules) == sorted(PROJECTIONS)
     assert model.bnb_4bit_quant_storage == model.dtype == "bfloat16"
     assert (qlora.sft.learning_rate, qlora.dpo.learning_rate) == (2e-4, 5e-6)
+    assert (qlora.dpo.beta, qlora.dpo.optim) == (0.01, "paged_adamw_32bit")
 
 
 @pytest.mark.parametrize(
