@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks.common import FILLER as WORDS
+
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = [
     "torch",
@@ -88,27 +90,6 @@ LEVERS = [
     "activation_checkpointing",
 ]
 RECIPES = {"qlora_sft": "zephyr-7b-qlora", "qlora_dpo": "zephyr-7b-qlora", "full_sft": "zephyr-7b"}
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sun",
-    "moon",
-    "river",
-    "tree",
-    "stone",
-    "blue",
-    "red",
-    "green",
-    "quick",
-    "slow",
-    "happy",
-    "small",
-    "big",
-    "old",
-    "new",
-]
 
 
 @dataclass

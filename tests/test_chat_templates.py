@@ -98,7 +98,9 @@ def sft_rows(tokenizer, tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    config = SFTConfig(output_dir=str(tmp_path), max_length=128, report_to=[], bf16=False, assistant_only_loss=True)
+    config = SFTConfig(
+        output_dir=str(tmp_path), max_length=128, report_to=[], bf16=False, assistant_only_loss=True
+    )
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model),
         args=config,

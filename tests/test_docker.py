@@ -126,7 +126,9 @@ def test_gpu_stack_is_installed_with_bounded_builds():
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["DEEPSPEED_VERSION"])
     assert '"deepspeed==${DEEPSPEED_VERSION}"' in text
     assert int(args["MAX_JOBS"]) <= 4 and "MAX_JOBS=${MAX_JOBS}" in text
-    assert args["FLASH_ATTN_CUDA_ARCHS"].strip('"') == args["TORCH_CUDA_ARCH_LIST"].strip('"').replace(".", "")
+    assert args["FLASH_ATTN_CUDA_ARCHS"].strip('"') == args["TORCH_CUDA_ARCH_LIST"].strip('"').replace(
+        ".", ""
+    )
     assert "FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS}" in text
 
 
