@@ -10,6 +10,7 @@ and, for precompute_ref_log_probs, the reference pass). Peak RSS = the subproces
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from benchmarks.common import (
     REPO,
     build_tiny_model,
     import_floor_mb,
+    interleaved_rounds,
     logged_metric,
     preferences,
     print_table,
@@ -43,9 +45,10 @@ ZEPHYR_DPO = {
     "gradient_checkpointing_kwargs": {"use_reentrant": False},
     "seed": 42,
 }
+# westwind ships precompute_ref_log_probs: true (recipe.STAGE_DEFAULTS); the control row turns it off.
 VARIANTS: dict[str, list[str]] = {
     "westwind (shipped defaults)": [],
-    "westwind + precompute_ref_log_probs": ["--dpo.precompute_ref_log_probs", "true"],
+    "westwind, precompute off (control)": ["--dpo.precompute_ref_log_probs", "false"],
 }
 
 
@@ -73,7 +76,7 @@ def westwind_recipe(root: Path, model: Path, data: Path, steps: int) -> Path:
     return path
 
 
-def trl_config(root: Path, model: Path, data: Path, steps: int) -> Path:
+def trl_config(root: Path, model: Path, data: Path, steps: int, **changes: Any) -> Path:
     config = {
         "model_name_or_path": str(model),
         "dataset_name": str(data.parent),
@@ -81,14 +84,15 @@ def trl_config(root: Path, model: Path, data: Path, steps: int) -> Path:
         "use_cpu": True,
         **ZEPHYR_DPO,
         **common_args(steps),
+        **changes,
     }
-    path = root / "trl-dpo.yaml"
+    path = root / f"trl-dpo{'-' + '-'.join(changes) if changes else ''}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def measure(command: list[str], log: Path, steps: int) -> dict[str, float]:
-    run = run_measured(command, log)
+def measure(command: list[str], log: Path, env: dict[str, str], steps: int) -> dict[str, float]:
+    run = run_measured(command, log, env)
     runtime = logged_metric(run.output, "train_runtime")
     if runtime is None:
         raise RuntimeError(f"no train_runtime in {log}")
@@ -98,6 +102,7 @@ def measure(command: list[str], log: Path, steps: int) -> dict[str, float]:
         "wall_s": run.wall_s,
         "steps_per_wall_s": steps / run.wall_s,
         "peak_rss_mb": run.peak_rss_mb,
+        "train_loss": logged_metric(run.output, "train_loss") or float("nan"),
     }
 
 
@@ -125,17 +130,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             *[sys.executable, "-m", "trl.cli.main", "dpo"],
             *["--config", str(trl_config(root, model, data, args.steps))],
         ],
+        # The control row: TRL's own flag, so the ratio shows where westwind's DPO gain comes from.
+        "trl dpo + precompute_ref_log_probs (control)": [
+            *[sys.executable, "-m", "trl.cli.main", "dpo"],
+            *["--config", str(trl_config(root, model, data, args.steps, precompute_ref_log_probs=True))],
+        ],
     }
     recipe = westwind_recipe(root, model, data, args.steps)
     for name, overrides in VARIANTS.items():
         sides[name] = [sys.executable, str(REPO / "scripts" / "run_dpo.py"), str(recipe), *overrides]
 
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        for index, (name, command) in enumerate(sides.items()):
-            log = root / "logs" / f"r{round_index}-{index}.log"
-            samples[name].append(measure(command, log, args.steps))
-            print(f"  round {round_index + 1}: {name}: {samples[name][-1]}", flush=True)
+    samples = interleaved_rounds(sides, args.rounds, root, functools.partial(measure, steps=args.steps))
 
     floor = import_floor_mb(root / "logs" / "floor.log")
     baseline = next(iter(sides))

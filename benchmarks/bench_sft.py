@@ -22,6 +22,7 @@ from benchmarks.common import (
     build_tiny_model,
     conversations,
     import_floor_mb,
+    interleaved_rounds,
     logged_metric,
     print_table,
     run_measured,
@@ -44,8 +45,10 @@ ZEPHYR_SFT = {
     "seed": 42,
 }
 # westwind's side is the shipped defaults; these variants are the candidate changes measured alongside.
+# "+ packing" is the control row: the same packing as the baseline, so the ratio shows what packing costs here.
 VARIANTS: dict[str, list[str]] = {
     "westwind (shipped defaults)": [],
+    "westwind + packing (control)": ["--sft.packing", "true"],
     "westwind + bf16 off": ["--sft.bf16", "false"],
     "westwind + bf16 off, no grad ckpt": ["--sft.bf16", "false", "--sft.gradient_checkpointing", "false"],
 }
@@ -75,7 +78,7 @@ def westwind_recipe(root: Path, model: Path, data: Path, steps: int) -> Path:
     return path
 
 
-def trl_config(root: Path, model: Path, data: Path, steps: int) -> Path:
+def trl_config(root: Path, model: Path, data: Path, steps: int, **changes: Any) -> Path:
     config = {
         "model_name_or_path": str(model),
         "dataset_name": str(data.parent),  # a folder of .jsonl: datasets loads it as json
@@ -83,14 +86,15 @@ def trl_config(root: Path, model: Path, data: Path, steps: int) -> Path:
         "use_cpu": True,
         **ZEPHYR_SFT,
         **common_args(steps),
+        **changes,
     }
-    path = root / "trl-sft.yaml"
+    path = root / f"trl-sft{'-' + '-'.join(changes) if changes else ''}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def measure(command: list[str], log: Path) -> dict[str, float]:
-    run = run_measured(command, log)
+def measure(command: list[str], log: Path, env: dict[str, str]) -> dict[str, float]:
+    run = run_measured(command, log, env)
     runtime = logged_metric(run.output, "train_runtime")
     tokens = logged_metric(run.output, "num_tokens")
     if runtime is None or tokens is None:
@@ -100,6 +104,7 @@ def measure(command: list[str], log: Path) -> dict[str, float]:
         "train_runtime_s": runtime,
         "tokens_per_s": tokens / runtime,
         "peak_rss_mb": run.peak_rss_mb,
+        "train_loss": logged_metric(run.output, "train_loss") or float("nan"),
     }
 
 
@@ -112,14 +117,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rows", type=int, default=1200)
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench" / "sft")
     parser.add_argument(
-        "--variants", default="all", help="'all' or 'shipped' (westwind shipped defaults only)"
+        "--variants",
+        default="all",
+        help="'all' or 'shipped' (westwind's shipped defaults and the control rows only)",
     )
     args = parser.parse_args(argv)
 
     root: Path = args.work
     model = build_tiny_model(root.parent / "tiny-llama")
     data = write_jsonl(root / "data" / "train.jsonl", conversations(args.rows))
-    variants = VARIANTS if args.variants == "all" else {k: v for k, v in VARIANTS.items() if not v}
+    variants = (
+        VARIANTS if args.variants == "all" else {k: v for k, v in VARIANTS.items() if not v or "control" in k}
+    )
     sides: dict[str, list[str]] = {
         "trl sft (Zephyr settings)": [
             sys.executable,
@@ -129,16 +138,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "--config",
             str(trl_config(root, model, data, args.steps)),
         ],
+        "trl sft, packing off (control)": [
+            *[sys.executable, "-m", "trl.cli.main", "sft", "--config"],
+            str(trl_config(root, model, data, args.steps, packing=False)),
+        ],
     }
     recipe = westwind_recipe(root, model, data, args.steps)
     for name, overrides in variants.items():
         sides[name] = [sys.executable, str(REPO / "scripts" / "run_sft.py"), str(recipe), *overrides]
 
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        for index, (name, command) in enumerate(sides.items()):
-            samples[name].append(measure(command, root / "logs" / f"r{round_index}-{index}.log"))
-            print(f"  round {round_index + 1}: {name}: {samples[name][-1]}", flush=True)
+    samples = interleaved_rounds(sides, args.rounds, root, measure)
 
     floor = import_floor_mb(root / "logs" / "floor.log")
     baseline = next(iter(sides))

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,28 @@ def run_measured(command: list[str], log: Path, env: dict[str, str] | None = Non
         print(output[-3000:], file=sys.stderr)
         raise RuntimeError(f"benchmark command failed ({process.returncode}): {' '.join(command)}")
     return Measured(process.returncode, output, wall, usage.ru_maxrss / 1024)  # ru_maxrss is KiB on Linux
+
+
+def fresh_env(cache: Path) -> dict[str, str]:
+    """ENV with an empty datasets cache: no run reuses another's tokenized data or TRL's precomputed reference
+    log-probs (TRL stores those beside the dataset's cache files, so a second run would skip the precompute)."""
+    return {**ENV, "HF_DATASETS_CACHE": str(cache / "datasets")}
+
+
+def interleaved_rounds(
+    sides: dict[str, list[str]], rounds: int, root: Path, measure: Callable[..., dict[str, float]]
+) -> dict[str, list[dict[str, float]]]:
+    """Every side once per round, in reversed order every other round (so neither side always runs first on a
+    warm machine), each with fresh caches. `measure(command, log, env)` returns one run's numbers."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    for round_index in range(rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+        for name in order:
+            tag = f"r{round_index}-{list(sides).index(name)}"
+            env = fresh_env(root / "cache" / tag)
+            samples[name].append(measure(sides[name], root / "logs" / f"{tag}.log", env))
+            print(f"  round {round_index + 1}: {name}: {samples[name][-1]}", flush=True)
+    return samples
 
 
 def logged_metric(output: str, name: str) -> float | None:

@@ -117,3 +117,30 @@ def test_requirements_resolve_in_a_fresh_venv_keeping_the_image_torch(tmp_path):
     for name, version in pins().items():
         if name != "torch":
             assert resolved.get(name) == version, f"{name}: pinned {version}, resolved {resolved.get(name)}"
+
+
+def test_gpu_stack_is_installed_with_bounded_builds():
+    """DeepSpeed backs zero2/zero3.yaml; flash-attn's build is bounded in memory (MAX_JOBS) and arches."""
+    text = DOCKERFILE.read_text()
+    args = dict(arg.split("=", 1) for arg in instructions("ARG") if "=" in arg)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["DEEPSPEED_VERSION"])
+    assert '"deepspeed==${DEEPSPEED_VERSION}"' in text
+    assert int(args["MAX_JOBS"]) <= 4 and "MAX_JOBS=${MAX_JOBS}" in text
+    assert args["FLASH_ATTN_CUDA_ARCHS"].strip('"') == args["TORCH_CUDA_ARCH_LIST"].strip('"').replace(
+        ".", ""
+    )
+    assert "FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS}" in text
+
+
+def test_readme_docker_commands_name_what_a_first_run_needs():
+    """The README's `docker run`: a launcher config, the HF token, the hub cache, the user's uid, and the stages
+    in order (dpo needs sft's output)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("docker build -t westwind .") :]
+    block = block[: block.index("```")]
+    assert "--config_file recipes/accelerate/" in block
+    assert "-e HF_TOKEN" in block
+    assert ":/workspace/.cache/huggingface" in block and ":/workspace/outputs" in block
+    assert '--user "$(id -u):$(id -g)"' in block
+    stages = [stage for stage in ("run_sft.py", "run_dpo.py", "westwind run") if stage in block]
+    assert stages and (stages[0] != "run_dpo.py")

@@ -54,7 +54,7 @@ def test_tokenizer_round_trips_the_demo_text_and_splits_digits(built, demo_data)
 def test_saved_tokenizer_carries_the_zephyr_template_with_marker_tokens(built):
     tokenizer = AutoTokenizer.from_pretrained(built)
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Sort 3 1 2."}], tokenize=False)
-    assert rendered == f"<|user|>\nSort 3 1 2.{tokenizer.eos_token}\n"
+    assert rendered == f"{tokenizer.bos_token}<|user|>\nSort 3 1 2.{tokenizer.eos_token}\n"
     tokens = tokenizer.tokenize("<|user|>\nSort 3.<|assistant|>\n")
     assert tokens[0] == "<|user|>" and "<|assistant|>" in tokens
     # Character-level by default: one token per character outside the markers.

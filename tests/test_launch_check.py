@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,18 @@ def fake_tool(directory: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+def fake_slurm(tmp_path: Path, logged: tuple[str, ...]) -> tuple[Path, Path]:
+    """A bin folder: `logged` tools append their command line to the log; scontrol names one node; srun runs
+    the command as node 0."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for tool in logged:
+        fake_tool(bin_dir, tool, f'echo "{tool} $*" >> "$LOG"')
+    fake_tool(bin_dir, "scontrol", "echo node-1")
+    fake_tool(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done; SLURM_PROCID=0 "$@"')
+    return bin_dir, log
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_slurm_launcher_builds_one_launch_per_node(tmp_path):
     """Run launch.slurm with fake Slurm tools: node rank from SLURM_PROCID, master from the first host."""
@@ -232,8 +245,11 @@ def test_slurm_launcher_builds_one_launch_per_node(tmp_path):
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
-    assert "westwind check recipes/zephyr-7b.yaml --sft.learning_rate 1e-5" in calls
-    assert "westwind launch-check recipes/zephyr-7b.yaml recipes/accelerate/zero3.yaml" in calls
+    assert "westwind check recipes/zephyr-7b.yaml" in calls
+    assert (
+        "westwind launch-check recipes/zephyr-7b.yaml recipes/accelerate/zero3.yaml "
+        "--stage sft --sft.learning_rate 1e-5"
+    ) in calls
     launch = next(call for call in calls if call.startswith("accelerate "))
     expected = (
         "--config_file recipes/accelerate/zero3.yaml --num_machines 2 --num_processes 8 --machine_rank 1 "
@@ -245,12 +261,7 @@ def test_slurm_launcher_builds_one_launch_per_node(tmp_path):
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_slurm_launcher_array_mode_picks_the_indexed_recipe(tmp_path):
-    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
-    bin_dir.mkdir()
-    for tool in ("westwind", "python", "accelerate"):
-        fake_tool(bin_dir, tool, f'echo "{tool} $*" >> "$LOG"')
-    fake_tool(bin_dir, "scontrol", "echo node-1")
-    fake_tool(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done; SLURM_PROCID=0 "$@"')
+    bin_dir, log = fake_slurm(tmp_path, ("westwind", "python", "accelerate"))
     sweep = tmp_path / "sweep.txt"
     sweep.write_text("# sweep\nrecipes/zephyr-7b.yaml\n\nrecipes/qwen2.5-7b.yaml\n")
     env = {
@@ -272,3 +283,52 @@ def test_slurm_launcher_array_mode_picks_the_indexed_recipe(tmp_path):
         ["bash", script, "eval", "recipes/zephyr-7b.yaml"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "STAGE must be sft or dpo" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_slurm_precheck_accepts_the_overrides_the_stage_scripts_accept(tmp_path):
+    """`--beta 0.02` is dpo.beta to run_dpo.py; the real pre-checks (not fakes) must read it the same way."""
+    bin_dir, log = fake_slurm(tmp_path, ("accelerate",))
+    venv_bin = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{venv_bin}:{os.environ['PATH']}",
+        "LOG": str(log),
+        "SLURM_JOB_NODELIST": "node-1",
+        "WESTWIND_ROOT": str(REPO),
+    }
+    script = str(REPO / "scripts" / "slurm" / "launch.slurm")
+
+    def dpo_with_beta(recipe: str) -> subprocess.CompletedProcess:
+        command = ["bash", script, "dpo", recipe, "zero3", "--beta", "0.02"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    ok = dpo_with_beta("recipes/zephyr-7b.yaml")
+    assert ok.returncode == 0, ok.stderr
+    assert log.read_text().rstrip().endswith("scripts/run_dpo.py recipes/zephyr-7b.yaml --beta 0.02")
+    refused = dpo_with_beta("recipes/zephyr-7b-qlora.yaml")
+    assert refused.returncode == 2 and "ZeRO-3" in refused.stderr
+
+
+def test_launch_check_reads_stage_overrides(capsys):
+    assert (
+        main(
+            [
+                str(REPO / "recipes/zephyr-7b.yaml"),
+                str(REPO / "recipes/accelerate/zero3.yaml"),
+                "--stage",
+                "dpo",
+                "--beta",
+                "0.02",
+            ]
+        )
+        is None
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [str(REPO / "recipes/zephyr-7b.yaml"), "--beta", "0.02"]
+        )  # overrides need the stage that reads them
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        main([str(REPO / "recipes/zephyr-7b.yaml"), "--stage", "dpo", "--dpo.beta", "-x"])
+    assert capsys.readouterr().err.startswith("error: ")

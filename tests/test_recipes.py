@@ -103,10 +103,11 @@ def test_qlora_recipe_matches_the_handbook():
     qlora = recipe("zephyr-7b-qlora")
     model = qlora.model
     assert model.load_in_4bit and model.use_peft
-    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 32, 0.05)
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 16, 0.05)
     assert sorted(model.lora_target_modules) == sorted(PROJECTIONS)
     assert model.bnb_4bit_quant_storage == model.dtype == "bfloat16"
     assert (qlora.sft.learning_rate, qlora.dpo.learning_rate) == (2e-4, 5e-6)
+    assert (qlora.dpo.beta, qlora.dpo.optim) == (0.01, "paged_adamw_32bit")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,7 @@ def test_llama_template_renders_llama3_turns_and_masks_only_the_assistant(tiny_c
     llama = recipe("llama-3.1-8b")
     assert (llama.sft.eos_token, llama.model.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=300)
-    tokenizer.chat_template = llama.model.chat_template
+    tokenizer.chat_template = resolve_template(llama.model.chat_template)
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "reverse: cat dog"},

@@ -184,7 +184,12 @@ def test_shipped_recipe_runs_every_stage(shipped: Path, tmp_path: Path, tiny_mod
 
     sft_output = run_stage("sft", recipe_path)
     assert_saved_model(tmp_path / "out" / "sft", adapter)
-    assert_trainer_used(tmp_path / "out" / "sft", raw["sft"])
+    packs_for_fa2 = asks_fa2 and raw["sft"].get("packing")
+    # Packing was set for flash-attention, which is absent here: westwind pads instead, and says so.
+    assert_trainer_used(
+        tmp_path / "out" / "sft", {**raw["sft"], **({"packing": False} if packs_for_fa2 else {})}
+    )
+    assert ("dSFT pads instead of packing" in sft_output) == bool(packs_for_fa2)
     if adapter:
         assert_adapter_matches(tmp_path / "out" / "sft", raw["model"])
     if asks_fa2:

@@ -1,12 +1,25 @@
-"""Shipped chat templates. Each marks assistant content with {% generation %} so assistant-only loss works."""
+"""Training chat templates: TRL's own where TRL 1.16 ships one, westwind's for the formats it lacks.
+
+Every template marks assistant content with {% generation %} so assistant-only loss works, and starts with
+the tokenizer's BOS when it has one: TRL tokenizes chats with `add_special_tokens=False`, so a BOS the
+template does not write is never there (Mistral/Zephyr were trained with `<s>` first).
+"""
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
-# Zephyr: <|role|>\n{content}{eos}\n per turn, as the Zephyr models use.
+from jinja2 import TemplateError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# `bos_token` is absent from the render context when the tokenizer has none, hence the `is defined` guard.
+BOS = "{%- if bos_token is defined and bos_token -%}{{ bos_token }}{%- endif -%}"
+
+# Zephyr: <|role|>\n{content}{eos}\n per turn, as the Zephyr models use; TRL has no Zephyr template.
 ZEPHYR = (
-    "{%- for message in messages -%}"
+    BOS + "{%- for message in messages -%}"
     "{%- if message['role'] == 'assistant' -%}"
     "{{ '<|assistant|>\n' }}{%- generation -%}{{ message['content'] + eos_token }}{%- endgeneration -%}{{ '\n' }}"
     "{%- else -%}"
@@ -16,6 +29,7 @@ ZEPHYR = (
     "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
 )
 
+# Plain ChatML without Qwen's default system prompt (TRL's qwen2.5 template adds one); ChatML has no BOS.
 CHATML = (
     "{%- for message in messages -%}"
     "{{ '<|im_start|>' + message['role'] + '\n' }}"
@@ -29,9 +43,25 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 
-TEMPLATES: dict[str, str] = {"zephyr": ZEPHYR, "chatml": CHATML}
-# Tokens a template needs as single special tokens (added to the vocabulary when missing).
-SPECIAL_TOKENS: dict[str, list[str]] = {"zephyr": [], "chatml": ["<|im_start|>", "<|im_end|>"]}
+OWN_TEMPLATES: dict[str, str] = {"zephyr": ZEPHYR, "chatml": CHATML}
+# Shipped name -> attribute of trl.chat_template_utils holding TRL's training variant (BOS included).
+TRL_TEMPLATES: dict[str, str] = {
+    "llama3": "llama3_training_chat_template",
+    "qwen2.5": "qwen2_5_training_chat_template",
+    "gemma": "gemma_training_chat_template",
+}
+# Every shipped name -> where its Jinja comes from.
+TEMPLATES: dict[str, str] = {
+    **dict.fromkeys(OWN_TEMPLATES, "westwind"),
+    **{name: f"trl.chat_template_utils.{attr}" for name, attr in TRL_TEMPLATES.items()},
+}
+# Tokens a template needs as single special tokens (added to the vocabulary when missing), and the token that
+# ends an assistant turn when it is not the tokenizer's own EOS (set as EOS so generation stops there).
+SPECIAL_TOKENS: dict[str, list[str]] = {
+    "chatml": ["<|im_start|>", "<|im_end|>"],
+    "qwen2.5": ["<|im_start|>", "<|im_end|>"],
+}
+TURN_END: dict[str, str] = {"chatml": "<|im_end|>", "qwen2.5": "<|im_end|>"}
 
 
 def is_jinja(value: str) -> bool:
@@ -42,13 +72,21 @@ def resolve_template(name_or_jinja: str) -> str:
     """Return Jinja source for a shipped template name or an inline Jinja string."""
     if is_jinja(name_or_jinja):
         return name_or_jinja
-    if name_or_jinja not in TEMPLATES:
-        raise KeyError(f"unknown chat template {name_or_jinja!r}; shipped: {', '.join(sorted(TEMPLATES))}")
-    return TEMPLATES[name_or_jinja]
+    if name_or_jinja in OWN_TEMPLATES:
+        return OWN_TEMPLATES[name_or_jinja]
+    if name_or_jinja in TRL_TEMPLATES:
+        import trl.chat_template_utils  # lazy: importing TRL costs seconds, and `westwind check` needs none
+
+        return getattr(trl.chat_template_utils, TRL_TEMPLATES[name_or_jinja])
+    raise KeyError(f"unknown chat template {name_or_jinja!r}; shipped: {', '.join(sorted(TEMPLATES))}")
 
 
 def apply_chat_template_choice(tokenizer: PreTrainedTokenizerBase, choice: str | None) -> int:
-    """Set the tokenizer's chat template (None keeps its own). Returns how many tokens were added."""
+    """Set the tokenizer's chat template (None keeps its own). Returns how many tokens were added.
+
+    With None, TRL's SFTTrainer swaps in its own training variant when assistant-only loss needs one
+    (`get_training_chat_template`).
+    """
     if choice is None:
         if tokenizer.chat_template is None:
             raise ValueError("the tokenizer has no chat template of its own; set model.chat_template")
@@ -57,6 +95,43 @@ def apply_chat_template_choice(tokenizer: PreTrainedTokenizerBase, choice: str |
     added = tokenizer.add_special_tokens(
         {"additional_special_tokens": SPECIAL_TOKENS.get(choice, [])}, replace_extra_special_tokens=False
     )
-    if choice == "chatml":
-        tokenizer.eos_token = "<|im_end|>"
+    if choice in TURN_END:
+        tokenizer.eos_token = TURN_END[choice]
     return added
+
+
+def refuses_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when the tokenizer's chat template raises on a system turn (Gemma's does)."""
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    return _renders(tokenizer, probe) is not None and _renders(tokenizer, probe[1:]) is None
+
+
+def fold_system_into_user(
+    messages: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase
+) -> list[dict[str, Any]]:
+    """Messages the template accepts: a leading system turn is prepended to the first user turn when the
+    template refuses system turns; otherwise the messages are returned unchanged."""
+    if not messages or messages[0]["role"] != "system" or not refuses_system_role(tokenizer):
+        return messages
+    system, rest = messages[0], list(messages[1:])
+    for index, message in enumerate(rest):
+        if message["role"] == "user":
+            rest[index] = {**message, "content": f"{system['content']}\n\n{message['content']}"}
+            return rest
+    return [{"role": "user", "content": system["content"]}, *rest]
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]]) -> str:
+    """The chat-templated prompt text for generation, any system turn folded in where the template refuses it."""
+    return tokenizer.apply_chat_template(
+        fold_system_into_user(messages, tokenizer), add_generation_prompt=True, tokenize=False
+    )
+
+
+def _renders(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]]) -> TemplateError | None:
+    """The error the template raises (its `raise_exception(...)`) on `messages`, or None when it renders."""
+    try:
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError as error:
+        return error
+    return None

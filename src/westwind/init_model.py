@@ -123,10 +123,9 @@ def corpus_texts(paths: Sequence[str | Path], chat_template: str | None) -> Iter
                 yield from strings_in(row)
                 messages = row.get("messages") if isinstance(row, dict) else None
                 if renderer is not None and isinstance(messages, list):
-                    # The eos token is special (never merged), so leave it out of the BPE corpus.
-                    yield renderer.apply_chat_template(messages, tokenize=False).replace(
-                        renderer.eos_token, ""
-                    )
+                    # BOS and EOS are special (never merged), so leave them out of the BPE corpus.
+                    rendered = renderer.apply_chat_template(messages, tokenize=False)
+                    yield rendered.replace(renderer.eos_token, "").replace(renderer.bos_token, "")
 
 
 def strings_in(value: Any) -> Iterator[str]:

@@ -47,14 +47,48 @@ def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
 
 def attn_implementation(requested: str | None) -> str | None:
     """flash_attention_2 when it can run; otherwise sdpa, said out loud."""
-    if requested == "flash_attention_2" and not is_flash_attn_2_available():
-        message = (
-            "westwind: flash-attn is not installed (or no CUDA); falling back to attn_implementation=sdpa"
-        )
-        logger.warning(message)
-        print(message)
-        return "sdpa"
-    return requested
+    effective = usable_attn(requested)
+    if effective != requested:
+        say(f"flash-attn is not installed (or no CUDA); falling back to attn_implementation={effective}")
+    return effective
+
+
+def usable_attn(requested: str | None) -> str | None:
+    return "sdpa" if requested == "flash_attention_2" and not is_flash_attn_2_available() else requested
+
+
+def has_varlen_kernel(attn: str | None) -> bool:
+    """flash-attention kernels (flash_attention_2/3, hub flash-attn kernels) attend within each packed sequence."""
+    return attn is not None and "flash" in attn
+
+
+def sft_packing(packing: bool, requested_attn: str | None) -> bool:
+    """Whether dSFT packs rows, following the attention that will run; the choice is printed.
+
+    Packed rows are cheap only with a variable-length flash-attention kernel. With sdpa or eager, a packed batch
+    becomes one dense row (16 x 2048 tokens attend as one 32k-token row: 16x the attention compute and a
+    32k x 32k mask). A recipe that packs for flash_attention_2 pads instead when flash-attn is missing; a recipe
+    that asks for packing with sdpa/eager itself gets it, with a warning.
+    """
+    if not packing:
+        return False
+    attn = usable_attn(requested_attn)
+    if has_varlen_kernel(attn):
+        say(f"dSFT packs sequences (attn_implementation={attn} has a variable-length kernel)")
+        return True
+    if has_varlen_kernel(requested_attn):
+        say(f"dSFT pads instead of packing: packing was set for {requested_attn}, which cannot run here")
+        return False
+    say(
+        f"WARNING: dSFT packs sequences with attn_implementation={attn or 'default (sdpa)'}: each batch "
+        f"attends as ONE dense row of batch x max_length tokens; use flash_attention_2, or packing: false"
+    )
+    return True
+
+
+def say(message: str) -> None:
+    logger.warning(message)
+    print(f"westwind: {message}")
 
 
 def model_init_kwargs(name_or_path: str, model_args, quantize: bool = True) -> dict[str, Any]:
@@ -75,7 +109,7 @@ def kbit_device_map() -> dict[str, Any] | None:
     from accelerate import PartialState
 
     state = PartialState()
-    if state.device.type == "cpu" or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+    if state.device.type == "cpu" or _launch_flag("ACCELERATE_USE_FSDP"):
         return None  # FSDP-QLoRA shards the quantized weights itself
     return {"": state.local_process_index}
 
@@ -95,13 +129,99 @@ def load_causal_lm(
         model.resize_token_embeddings(len(tokenizer))
     if tokenizer is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
+        stop_at_turn_end(model, tokenizer)
     return model
+
+
+def stop_at_turn_end(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Add the tokenizer's EOS (e.g. ChatML's <|im_end|>, set by the chat template) to the generation config's
+    stop tokens, so the saved model stops at the end of its turn (Qwen base models stop at <|endoftext|> only)."""
+    eos_id = tokenizer.eos_token_id
+    stops = model.generation_config.eos_token_id
+    stops = [] if stops is None else [stops] if isinstance(stops, int) else list(stops)
+    if eos_id is not None and eos_id not in stops:
+        model.generation_config.eos_token_id = [eos_id, *stops]
+
+
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def full_training_dtype(model_args) -> str | None:
+    """The dtype to load weights in for full fine-tuning.
+
+    Outside DeepSpeed/FSDP the optimizer updates the loaded weights themselves: AdamW on bf16 weights has no
+    fp32 master copy, so updates below bf16's resolution (~0.4% of a weight) vanish. Such runs load fp32
+    weights and compute in bf16 under the trainer's autocast (`bf16: true`). DeepSpeed keeps fp32 master
+    weights of its own, and accelerate upcasts FSDP's parameters to fp32, so those keep the recipe's dtype.
+    """
+    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights():
+        return model_args.dtype
+    say(
+        f"full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
+        f"AdamW keeps small updates; bf16/fp16 compute comes from the trainer's autocast"
+    )
+    return "float32"
+
+
+def optimizer_keeps_master_weights() -> bool:
+    """True under DeepSpeed or FSDP (as `accelerate launch` announces them), which keep fp32 master weights."""
+    return _launch_flag("ACCELERATE_USE_DEEPSPEED") or _launch_flag("ACCELERATE_USE_FSDP")
+
+
+def _launch_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def training_dtype(model_args, peft_config) -> str | None:
+    """The recipe's dtype for adapter training (PEFT keeps its adapters in fp32); see full_training_dtype."""
+    return model_args.dtype if peft_config is not None else full_training_dtype(model_args)
+
+
+def uniform_dtype_for_fsdp_qlora(model, model_args) -> int:
+    """Under FSDP-QLoRA, cast every floating parameter to `bnb_4bit_quant_storage`; returns how many were cast.
+
+    FSDP flattens each wrapped unit into one tensor of one dtype, and the packed 4-bit weights are stored in
+    `bnb_4bit_quant_storage`. Continuing a QLoRA adapter leaves fp32 tensors beside them:
+    `prepare_model_for_kbit_training` upcasts norms and embeddings, and TRL's frozen "ref" adapter is created
+    in fp32. Without the cast FSDP stops with "Must flatten tensors with uniform dtype".
+    """
+    if not (model_args.load_in_4bit and _launch_flag("ACCELERATE_USE_FSDP")):
+        return 0
+    import torch  # lazy: models.py is imported by light commands too
+
+    storage = getattr(torch, model_args.bnb_4bit_quant_storage)
+    mixed = [p for p in model.parameters() if p.is_floating_point() and p.dtype != storage]
+    for param in mixed:
+        param.data = param.data.to(storage)
+    return len(mixed)
+
+
+def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> None:
+    """Save the trained ("default") adapter, alone, from a full state dict gathered under FSDP.
+
+    PEFT 0.21 picks adapter tensors by the model's module names, which FSDP1's nested wrappers change
+    (`layers.0._fsdp_wrapped_module.self_attn...`), so saving the wrapped model writes an empty adapter. A
+    meta-device copy of the architecture with the same LoRA config has the plain names and costs no memory.
+    """
+    import copy
+
+    import torch  # lazy: models.py is imported by light commands too
+    from peft import get_peft_model
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(peft_model.get_base_model().config)
+    configs = {name: copy.deepcopy(config) for name, config in peft_model.peft_config.items()}
+    skeleton = get_peft_model(skeleton, configs.pop("default"), low_cpu_mem_usage=True)
+    for name, config in configs.items():  # e.g. TRL's frozen "ref" copy: known, so PEFT leaves it out
+        skeleton.add_adapter(name, config, low_cpu_mem_usage=True)
+    skeleton.save_pretrained(output_dir, state_dict=state_dict, selected_adapters=["default"])
 
 
 def sft_model(model_args, tokenizer):
     """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
-    model = load_causal_lm(model_args.model_name_or_path, model_args, tokenizer)
-    return model, get_peft_config(model_args)
+    peft_config = get_peft_config(model_args)
+    dtype = training_dtype(model_args, peft_config)
+    return load_causal_lm(model_args.model_name_or_path, model_args, tokenizer, dtype=dtype), peft_config
 
 
 def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
@@ -116,7 +236,9 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
       reference (loaded from the policy's own path) is the merged dSFT model, not the base.
     """
     if not is_adapter_dir(sft_path):
-        return load_causal_lm(sft_path, model_args, tokenizer), get_peft_config(model_args)
+        peft_config = get_peft_config(model_args)
+        dtype = training_dtype(model_args, peft_config)
+        return load_causal_lm(sft_path, model_args, tokenizer, dtype=dtype), peft_config
     from peft import PeftModel
 
     base = adapter_base(sft_path)
@@ -128,9 +250,8 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
             model = prepare_model_for_kbit_training(model)
         logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
         return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
-    return load_causal_lm(
-        merge_adapter(sft_path, model_args, tokenizer, merged_dir), model_args, tokenizer
-    ), None
+    merged = merge_adapter(sft_path, model_args, tokenizer, merged_dir)
+    return load_causal_lm(merged, model_args, tokenizer, dtype=full_training_dtype(model_args)), None
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:

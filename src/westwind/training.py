@@ -56,6 +56,7 @@ def sft_trainer(recipe: Recipe, dataset, config_hash: str | None = None):
     """TRL's SFTTrainer on the recipe's base model (full, LoRA or QLoRA)."""
     from trl import SFTTrainer
 
+    recipe.sft.packing = models.sft_packing(recipe.sft.packing, recipe.model.attn_implementation)
     model_args = absolute_model(recipe.model)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path, model_args)
     model, peft_config = models.sft_model(model_args, tokenizer)
@@ -69,7 +70,9 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
     merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
     model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
-    return stage_trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
+    trainer = stage_trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
+    models.uniform_dtype_for_fsdp_qlora(trainer.model, recipe.model)  # after TRL adds its "ref" adapter
+    return trainer
 
 
 def stage_trainer(
@@ -206,7 +209,7 @@ def finish(trainer, recipe: Recipe, stage: str) -> None:
     """Save the model and tokenizer (with its chat template), a model card naming the recipe, and the recipe."""
     config = trainer.args
     output_dir = Path(config.output_dir)
-    trainer.save_model(str(output_dir))
+    save_model(trainer, output_dir)
     trainer.save_state()  # trainer_state.json beside the model: the report's loss curves
     if trainer.accelerator.is_main_process:
         io.atomic_write_text(output_dir / RECIPE_COPY, resolved_recipe_text(recipe))
@@ -219,6 +222,27 @@ def finish(trainer, recipe: Recipe, stage: str) -> None:
     if config.push_to_hub:
         trainer.push_to_hub()
     trainer.accelerator.wait_for_everyone()
+
+
+def save_model(trainer, output_dir: Path) -> None:
+    """The trainer's own save, made to work under FSDP.
+
+    transformers writes an FSDP model only from a full state dict (SHARDED_STATE_DICT, fsdp_qlora.yaml's
+    checkpoint format, saves no model at all), and PEFT cannot pick the adapter out of it while FSDP's wrappers
+    rename the modules, so an FSDP adapter is saved from the gathered state dict (models.save_adapter).
+    """
+    if not trainer.is_fsdp_enabled:
+        trainer.save_model(str(output_dir))
+        return
+    trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not hasattr(model, "peft_config"):
+        trainer.save_model(str(output_dir))
+        return
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)  # a collective: every rank takes part
+    if trainer.accelerator.is_main_process:
+        models.save_adapter(model, state_dict, output_dir)
+        trainer.processing_class.save_pretrained(output_dir)
 
 
 def _note_recipe_in_card(card: Path, recipe: Recipe, stage: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from westwind.aift_config import SamplingConfig
+from westwind.chat_templates import render_prompt
 from westwind.errors import RunError
 
 
@@ -60,7 +61,7 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of the chat-templated prompt; the template adds BOS itself, so the tokenizer must not."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = render_prompt(tokenizer, messages)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from westwind.aift_config import TransformersOptions
+from westwind.chat_templates import render_prompt
 from westwind.generation.base import (
     ChatRequest,
     Completion,
@@ -88,10 +89,7 @@ class TransformersBackend:
 
         sampling, n = batch[0].sampling, batch[0].n
         rows = [(request, sample) for request in batch for sample in range(n)]
-        texts = [
-            self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-            for r, _ in rows
-        ]
+        texts = [render_prompt(self.tokenizer, r.messages) for r, _ in rows]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
             self.device
         )
