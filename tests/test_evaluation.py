@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.evaluation import parse_single_rating, single_answer_scores, win_rate
+from westwind.evaluation import paired, parse_single_rating, single_answer_scores, win_rate
 from westwind.generation import build_backend
 from westwind.judges import ParseFailure
 from westwind.prompts import Prompt, prompt_id
@@ -57,3 +59,14 @@ def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():
     result = win_rate(judge, None, items, model, baseline)
     assert (result["wins"], result["ties"], result["losses"], result["failed"]) == (1, 2, 1, 0)
     assert result["rate"] == pytest.approx((1 + 2 / 2) / 4)
+
+
+def test_paired_counts_per_prompt_outcomes_and_tests_them():
+    model = [True] * 12 + [False] * 2 + [True] * 5 + [False] * 6
+    baseline = [False] * 12 + [True] * 2 + [True] * 5 + [False] * 6
+    result = paired(model, baseline)
+    assert (result["wins"], result["ties"], result["losses"]) == (12, 11, 2)
+    assert result["gain"] == pytest.approx((17 - 7) / 25)
+    assert result["sign_test_p"] == pytest.approx(sum(math.comb(14, k) for k in (12, 13, 14)) / 2**14)
+    assert result["ci95"][0] < result["gain"] < result["ci95"][1]
+    assert paired(baseline, model)["sign_test_p"] > 0.99  # one-sided: the worse model is not significant
