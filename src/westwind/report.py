@@ -399,7 +399,11 @@ def example_section(eval_dir: Path, pair: Any) -> list[str]:
     path = eval_dir / pair["per_prompt"]
     model, baseline = pair.get("model"), pair.get("baseline")
     example = next(
-        (row for row in io.read_jsonl(path) if row["correct"].get(model) and not row["correct"].get(baseline)),
+        (
+            row
+            for row in io.read_jsonl(path)
+            if row["correct"].get(model) and not row["correct"].get(baseline)
+        ),
         None,
     )
     if example is None:
