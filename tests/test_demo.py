@@ -1,8 +1,9 @@
 """The CPU demo at reduced scale: dDPO must still beat dSFT on held-out prompts (the Zephyr result in miniature).
 
 The full `make demo` (3000 SFT rows x 8 epochs, 1500 AIFT prompts, 500 eval prompts) takes several minutes and
-is measured, not tested: its numbers are in the README. Here the same recipe runs with half the dSFT epochs,
-a third of the AIFT prompts and 300 eval prompts, and only the direction is asserted.
+is measured, not tested: its numbers are in the README. Here the same recipe runs with a third of the AIFT
+prompts and 300 eval prompts, and only the direction is asserted. (dSFT stays whole: with half its epochs the
+student reached only ~30% and dDPO did not beat it, measured once.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from conftest import REPO
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 REDUCED = [
-    "--sft.num_train_epochs", "4",
     "--aift.prompts.max_prompts", "500",
     "--eval.prompts.max_prompts", "300",
 ]  # fmt: skip
