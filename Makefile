@@ -20,9 +20,15 @@ format:
 	ruff check --fix .
 	ruff format .
 
+# `make demo SEED=1` reruns the whole demo with another seed (model init, dSFT, AIFT sampling, dDPO) into
+# outputs/demo-cpu-seed1; the data in data/demo/ stays the same.
+SEED ?= 0
+DEMO_OUT ?= outputs/demo-cpu$(if $(filter-out 0,$(SEED)),-seed$(SEED))
+
 demo:  ## the whole recipe on a CPU: build the tiny student, then dSFT -> AIFT -> dDPO -> eval
-	westwind init-model --out outputs/demo-cpu/base --data data/demo/sft.jsonl
-	westwind run recipes/demo-cpu.yaml
+	westwind init-model --out $(DEMO_OUT)/base --data data/demo/sft.jsonl --seed $(SEED)
+	westwind run recipes/demo-cpu.yaml --output_dir $(DEMO_OUT) --model.model_name_or_path $(DEMO_OUT)/base \
+		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
 
 bench:  ## side-by-side benchmarks vs the TRL CLI (tables + benchmarks/results/*.json); see docs/benchmarks.md
 	$(PY) benchmarks/run_all.py

@@ -6,6 +6,11 @@ Plain TRL (no westwind pipeline) so the numbers say what the recipe can reach on
     python benchmarks/demo_probe.py --sft-epochs 3 --dpo-lr 2e-5 --k 4
 
 Writes <out>/probe.json with the settings, per-phase wall times and accuracies (overall and per task).
+
+Its sampling loop (`generate(do_sample=True)`) and westwind's transformers backend (Gumbel-max, one seed per
+sequence) draw from the same distribution, and its DPO and westwind's dpo stage train the identical model on
+the same pairs (measured for issue #11): its results differ from the pipeline's only by the random draw of
+AIFT samples. `--reuse` with `<out>/sft` pointing at a pipeline's dSFT model compares the two on one model.
 """
 
 from __future__ import annotations

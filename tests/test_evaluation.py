@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import types
 
@@ -10,7 +11,7 @@ from aift_helpers import ScriptedBackend
 
 from westwind import evaluation
 from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.evaluation import generate_answers, parse_single_rating, single_answer_scores, win_rate
+from westwind.evaluation import generate_answers, paired, parse_single_rating, single_answer_scores, win_rate
 from westwind.io import read_jsonl
 from westwind.judges import ParseFailure
 from westwind.prompts import Prompt, prompt_id
@@ -90,3 +91,14 @@ def test_cached_answers_are_reused_only_for_the_same_model(tiny_model, tmp_path)
     weights.write_bytes(bytes(data))
     generate_answers(None, str(model), items, config, path, seed=0)
     assert path.stat().st_mtime_ns != stamp and read_jsonl(path)[0]["key"] != first[0]["key"]
+
+
+def test_paired_counts_per_prompt_outcomes_and_tests_them():
+    model = [True] * 12 + [False] * 2 + [True] * 5 + [False] * 6
+    baseline = [False] * 12 + [True] * 2 + [True] * 5 + [False] * 6
+    result = paired(model, baseline)
+    assert (result["wins"], result["ties"], result["losses"]) == (12, 11, 2)
+    assert result["gain"] == pytest.approx((17 - 7) / 25)
+    assert result["sign_test_p"] == pytest.approx(sum(math.comb(14, k) for k in (12, 13, 14)) / 2**14)
+    assert result["ci95"][0] < result["gain"] < result["ci95"][1]
+    assert paired(baseline, model)["sign_test_p"] > 0.99  # one-sided: the worse model is not significant

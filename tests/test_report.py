@@ -226,3 +226,53 @@ def test_rows_trl_dropped_are_reported_per_split(tmp_path):
         "- train rows dropped by TRL (max_length 25): 744 of 3000 (24.8%)"
     ]
     assert dropped_rows_lines(tmp_path / "missing") == []
+
+
+def with_paired_result(run_dir) -> dict:
+    """Add what eval writes with a verifier: the paired comparison and the per-prompt answers."""
+    root = run_dir["root"]
+    rows = [
+        {
+            "prompt_id": "a",
+            "prompt": "What is 1 + 1?",
+            "reference": "2",
+            "answers": {"dpo": "Answer: 2", "sft": "Answer: 2"},
+            "correct": {"dpo": True, "sft": True},
+        },
+        {
+            "prompt_id": "b",
+            "prompt": "What is 17 + 25?",
+            "reference": "42",
+            "answers": {"dpo": "7+5+0=12\n1+2+1=04\nAnswer: 42", "sft": "17+25=32\nAnswer: 32"},
+            "correct": {"dpo": True, "sft": False},
+        },
+    ]
+    (root / "eval" / "per_prompt.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    results = run_dir["results"]
+    results["paired"] = {
+        "model": "dpo",
+        "baseline": "sft",
+        "wins": 61,
+        "ties": 420,
+        "losses": 19,
+        "gain": 42 / 500,
+        "ci95": [0.05, 0.118],
+        "sign_test_p": 1.2e-6,
+        "per_prompt": "per_prompt.jsonl",
+    }
+    write_json(root / "eval" / "results.json", results)
+    return results
+
+
+def test_report_states_the_paired_result_and_an_example(run_dir):
+    with_paired_result(run_dir)
+    text = write_report(run_dir["root"]).read_text()
+    assert "dpo − sft accuracy: +8.4 points (95% CI +5.0 to +11.8 points)" in text
+    assert "right where sft was wrong on 61 prompts (wins), the reverse on 19 (losses)" in text
+    assert "sign test: p = 1.2e-06" in text and "at least 61 wins in 80 differing prompts" in text
+    # The example is the prompt dDPO gets right and dSFT wrong, both answers side by side.
+    assert "Prompt: `What is 17 + 25?` (expected answer: `42`)" in text
+    assert (
+        "<td><pre>17+25=32\nAnswer: 32</pre></td><td><pre>7+5+0=12\n1+2+1=04\nAnswer: 42</pre></td>" in text
+    )
+    assert "dpo − sft accuracy: +8.4 points (95% CI +5.0 to +11.8 points)" in summary_lines(run_dir["root"])

@@ -192,7 +192,8 @@ def verify(prompt: Any, completion: Any, reference: Any) -> float:
 
 # ---------------------------------------------------------------- demo files
 
-DEMO_SIZES = {"eval": 200, "prompts": 500, "sft": 3000}
+# 500 held-out prompts keep the eval's paired comparison tight; 1500 AIFT prompts give dDPO ~1200 pairs.
+DEMO_SIZES = {"eval": 500, "prompts": 1500, "sft": 3000}
 # The teacher answers this share of the SFT prompts in one go (correct, but a tiny model copies that
 # style unreliably); the rest step by step. The dSFT student learns both; the verifier-ranked AIFT pairs
 # then teach dDPO which style pays off, which is the measurable gain the demo shows.

@@ -4,7 +4,10 @@
 results.json:
     prompts, prompt_counts, overlap {ngram, training_prompts, overlapping, examples},
     models {LABEL: {path, answers, accuracy {correct, total, rate, ci95}, single_answer {mean, scored, failed}}},
-    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95}   # ties count half
+    paired {model, baseline, wins, ties, losses, gain, ci95, sign_test_p, per_prompt}   # with a verifier
+    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p}   # ties count half
+
+With a verifier, per_prompt.jsonl (`paired.per_prompt`) holds every prompt's reference and both models' answers and correctness.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from westwind.generation import ChatRequest, build_backend, resolved_sampling
 from westwind.io import atomic_write_jsonl, atomic_write_text, digest, read_jsonl
 from westwind.judges import Asker, JudgeItem, PairwiseJudge, ParseFailure, judge_sampling, make_judge
 from westwind.prompts import Decontaminator, Prompt, extract, load_prompts, normalize_text
-from westwind.significance import wilson_interval
+from westwind.significance import paired_difference_interval, sign_test_p, wilson_interval
 
 LLM_JUDGES = ("pairwise", "ultrafeedback")
 
@@ -45,7 +48,7 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
         "overlap": training_overlap(recipe, config, prompts, seed),
         "models": {},
     }
-    answers = {}
+    answers, correct = {}, {}
     for reference in (config.model, config.baseline):
         name = label(reference)
         answers[name] = generate_answers(
@@ -56,9 +59,18 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
             "answers": f"answers-{name}.jsonl",
         }
         if verifier:
-            entry["accuracy"] = accuracy(verifier, prompts, answers[name])
+            correct[name] = verifier_correct(verifier, prompts, answers[name])
+            entry["accuracy"] = accuracy(correct[name])
         results["models"][name] = entry
     model, baseline = label(config.model), label(config.baseline)
+    if verifier:
+        write_per_prompt(out_dir / PER_PROMPT, prompts, answers, correct)
+        results["paired"] = {
+            "model": model,
+            "baseline": baseline,
+            **paired(correct[model], correct[baseline]),
+            "per_prompt": PER_PROMPT,
+        }
     if judge is not None:
         results["win_rate"] = {
             "model": model,
@@ -106,13 +118,52 @@ def generate_answers(
     return [texts[p.prompt_id] for p in prompts]
 
 
-def accuracy(verifier: str, prompts: list[Prompt], answers: list[str]) -> dict[str, Any]:
+def verifier_correct(verifier: str, prompts: list[Prompt], answers: list[str]) -> list[bool]:
     scores = score_with(
         JudgeConfig(kind="verifier", function=verifier), None, prompts, [[a] for a in answers]
     )
-    correct = sum(1 for s in scores if s[0] is not None and s[0] >= 1.0)
-    low, high = wilson_interval(correct, len(prompts))
-    return {"correct": correct, "total": len(prompts), "rate": correct / len(prompts), "ci95": [low, high]}
+    return [s[0] is not None and s[0] >= 1.0 for s in scores]
+
+
+def accuracy(correct: list[bool]) -> dict[str, Any]:
+    count = sum(correct)
+    low, high = wilson_interval(count, len(correct))
+    return {"correct": count, "total": len(correct), "rate": count / len(correct), "ci95": [low, high]}
+
+
+def paired(model: list[bool], baseline: list[bool]) -> dict[str, Any]:
+    """Per-prompt comparison of two models' correctness: wins (only the model right), ties, losses, the
+    accuracy gain with its 95% interval, and the one-sided sign test that the model is better."""
+    wins = sum(m and not b for m, b in zip(model, baseline, strict=True))
+    losses = sum(b and not m for m, b in zip(model, baseline, strict=True))
+    total = len(model)
+    return {
+        "wins": wins,
+        "ties": total - wins - losses,
+        "losses": losses,
+        "gain": (wins - losses) / total if total else float("nan"),
+        "ci95": list(paired_difference_interval(wins, losses, total)),
+        "sign_test_p": sign_test_p(wins, losses),
+    }
+
+
+PER_PROMPT = "per_prompt.jsonl"
+
+
+def write_per_prompt(
+    path: Path, prompts: list[Prompt], answers: dict[str, list[str]], correct: dict[str, list[bool]]
+) -> None:
+    rows = (
+        {
+            "prompt_id": p.prompt_id,
+            "prompt": p.text,
+            "reference": p.reference,
+            "answers": {name: answers[name][i] for name in correct},
+            "correct": {name: correct[name][i] for name in correct},
+        }
+        for i, p in enumerate(prompts)
+    )
+    atomic_write_jsonl(path, rows)
 
 
 def score_with(judge: JudgeConfig, recipe, prompts: list[Prompt], candidates: list[list[str]]) -> list[list]:
@@ -166,6 +217,7 @@ def win_rate(
         "failed": len(outcomes) - judged,
         "rate": rate,
         "ci95": [low, high],
+        "sign_test_p": sign_test_p(wins, losses),
     }
 
 

@@ -11,6 +11,7 @@ Reads what the stages leave behind, and skips a stage that left nothing:
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping
@@ -145,9 +146,10 @@ def accuracy_text(accuracy: dict[str, Any]) -> str:
 
 def win_rate_text(win: dict[str, Any]) -> str:
     failed = f", {win['failed']} failed" if win.get("failed") else ""
+    p_value = f"; sign test p = {win['sign_test_p']:.2g}" if "sign_test_p" in win else ""
     return (
         f"{percent(win.get('rate'))} (95% CI {interval(win.get('ci95'))}; wins {win.get('wins')}, "
-        f"ties {win.get('ties')}, losses {win.get('losses')}{failed}; ties count half)"
+        f"ties {win.get('ties')}, losses {win.get('losses')}{failed}; ties count half{p_value})"
     )
 
 
@@ -445,25 +447,72 @@ def eval_section(outputs: RunOutputs, plots: Path) -> list[str]:
     if any("accuracy" in entry for entry in models.values()) or win:
         eval_plot(plots / "eval.png", results)
         lines += ["", f"![evaluation]({PLOTS_DIR}/eval.png)"]
-    return [*lines, ""]
+    return [*lines, "", *example_section(outputs.stage_dirs["eval"], results.get("paired"))]
+
+
+def example_section(eval_dir: Path, pair: Any) -> list[str]:
+    """The first held-out prompt the model gets right and the baseline wrong, both answers side by side."""
+    if not isinstance(pair, dict) or not (eval_dir / str(pair.get("per_prompt"))).is_file():
+        return []
+    path = eval_dir / pair["per_prompt"]
+    model, baseline = pair.get("model"), pair.get("baseline")
+    example = next(
+        (
+            row
+            for row in io.read_jsonl(path)
+            if row["correct"].get(model) and not row["correct"].get(baseline)
+        ),
+        None,
+    )
+    if example is None:
+        return []
+    cells = "".join(
+        f"<td><pre>{html.escape(example['answers'][name])}</pre></td>" for name in (baseline, model)
+    )
+    return [
+        f"### Example: {model} right, {baseline} wrong",
+        "",
+        f"Prompt: `{example['prompt']}` (expected answer: `{example['reference']}`)",
+        "",
+        f"<table><tr><th>{baseline} (wrong)</th><th>{model} (right)</th></tr><tr>{cells}</tr></table>",
+        "",
+    ]
 
 
 def headline_lines(outputs: RunOutputs) -> list[str]:
-    """The measured result in a few lines: accuracy per model and the win rate."""
+    """The measured result in a few lines: accuracy per model, the paired comparison, the win rate."""
     results = outputs.eval_results or {}
     lines = [
         f"{name} accuracy: {accuracy_text(entry['accuracy'])}"
         for name, entry in results.get("models", {}).items()
         if isinstance(entry.get("accuracy"), dict)
     ]
-    win = results.get("win_rate")
+    win, pair = results.get("win_rate"), results.get("paired")
     if win:
         lines.append(f"{win.get('model')} vs {win.get('baseline')} win rate: {win_rate_text(win)}")
+    if isinstance(pair, dict):
+        lines += paired_lines(pair)
+    elif win:
         rates = [accuracy_rate(results, win.get(side)) for side in ("model", "baseline")]
         if None not in rates:
             points = 100 * (rates[0] - rates[1])
             lines.append(f"{win.get('model')} − {win.get('baseline')} accuracy: {points:+.1f} points")
     return lines
+
+
+def paired_lines(pair: dict[str, Any]) -> list[str]:
+    """The per-prompt comparison in words: gain with its interval, wins/ties/losses, the sign test."""
+    model, baseline = pair.get("model"), pair.get("baseline")
+    wins, ties, losses = pair.get("wins", 0), pair.get("ties", 0), pair.get("losses", 0)
+    low, high = pair.get("ci95", [float("nan")] * 2)
+    return [
+        f"{model} − {baseline} accuracy: {100 * pair.get('gain', float('nan')):+.1f} points "
+        f"(95% CI {100 * low:+.1f} to {100 * high:+.1f} points)",
+        f"per prompt: {model} right where {baseline} was wrong on {wins} prompts (wins), the reverse on "
+        f"{losses} (losses), the same outcome on {ties} (ties: both right or both wrong)",
+        f"sign test: p = {pair.get('sign_test_p', float('nan')):.2g} (one-sided, ties left out: the chance "
+        f"of at least {wins} wins in {wins + losses} differing prompts if {model} were no better than {baseline})",
+    ]
 
 
 def accuracy_rate(results: dict[str, Any], name: Any) -> float | None:

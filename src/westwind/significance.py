@@ -24,3 +24,18 @@ def sign_test_p(wins: int, losses: int) -> float:
     if trials == 0:
         return 1.0
     return sum(math.comb(trials, k) for k in range(wins, trials + 1)) / 2**trials
+
+
+def paired_difference_interval(
+    wins: int, losses: int, total: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Interval for the accuracy difference of two models on the same `total` items, from the discordant
+    counts (`wins`: only the first is right; `losses`: only the second is). Agresti-Min: Wald with half a
+    count added to each cell, which keeps its coverage close to nominal for small counts."""
+    if total <= 0:
+        return -1.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    b, c, n = wins + 0.5, losses + 0.5, total + 2
+    difference = (b - c) / n
+    half_width = z * math.sqrt(max(0.0, (b + c) - (b - c) ** 2 / n)) / n
+    return max(-1.0, difference - half_width), min(1.0, difference + half_width)
