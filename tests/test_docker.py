@@ -103,7 +103,9 @@ def test_requirements_resolve_in_a_fresh_venv_keeping_the_image_torch(tmp_path):
     report = tmp_path / "report.json"
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet", "--only-binary=:all:"]
-        + ["--no-binary=rouge-score"]  # pure Python, published only as an sdist: safe to build for its metadata
+        + [
+            "--no-binary=rouge-score"
+        ]  # pure Python, published only as an sdist: safe to build for its metadata
         + ["--report", str(report), "-r", str(REPO / "requirements.txt")],
         capture_output=True,
         text=True,
