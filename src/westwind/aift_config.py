@@ -284,6 +284,43 @@ class BinarizeConfig:
 
 
 @dataclass
+class Principle:
+    """One constitution entry: what the critique looks for and how the revision fixes it."""
+
+    name: str = key(help="the principle's label, stored with each pair")
+    critique: str = key(help="the critique request: what to look for in the answer")
+    revision: str = key(help="the revision request: how to rewrite the answer")
+
+
+@dataclass(kw_only=True)
+class RevisionsConfig:
+    """Constitutional-AI revision pairs (Bai et al., 2022): `answerer` answers each prompt, the teacher
+    critiques the answer against a principle drawn from the constitution and revises it; chosen = revision,
+    rejected = answer. The pairs join the rated pairs in the AIFT dataset."""
+
+    answerer: EndpointConfig = key(help="the model whose answers are revised, e.g. @sft (the dSFT model)")
+    sampling: SamplingConfig = key(help="the answerer's sampling (max_new_tokens required)")
+    teacher: EndpointConfig | None = key(
+        None, help="the model that critiques and revises (unset: the judge's model, for an LLM judge)"
+    )
+    teacher_sampling: SamplingConfig = key(help="the teacher's sampling for critique and revision")
+    constitution: list[Principle] | None = key(
+        None, help="name/critique/revision entries (unset: westwind's default constitution)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.constitution is not None:
+            if not self.constitution:
+                raise ValueError(
+                    "constitution must list at least one principle (or be unset for the default)"
+                )
+            names = [p.name for p in self.constitution]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"constitution lists {', '.join(duplicates)} more than once")
+
+
+@dataclass
 class AIFTConfig:
     prompts: PromptsConfig = key(help="where the prompts come from")
     generators: list[GeneratorConfig] = key(help="the candidate pool")
@@ -292,15 +329,32 @@ class AIFTConfig:
     seed: int = key(42, help="candidate order, sampling seeds, pair choice, train/test split")
     test_split_size: float | None = key(None, help="a test fraction; unset for a train split only")
     chunk_size: int = key(64, help="prompts per unit of work")
+    revisions: RevisionsConfig | None = key(
+        None, help="also make Constitutional-AI revision pairs (chosen = revision, rejected = answer)"
+    )
     push_to_hub: str | None = key(None, help="a dataset repo id to push the result to")
 
     def __post_init__(self) -> None:
+        revisions, llm_judge = self.revisions, self.judge.kind in ("ultrafeedback", "pairwise")
+        if revisions is not None and revisions.teacher is None and not llm_judge:
+            raise ValueError(
+                f"revisions.teacher is unset and the {self.judge.kind} judge is no language model: "
+                "set revisions.teacher"
+            )
         if not self.generators:
             raise ValueError("generators must list at least one model")
         if self.test_split_size is not None and not 0 < self.test_split_size < 1:
             raise ValueError("test_split_size must be a fraction in (0, 1)")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+
+
+def revision_teacher(config: AIFTConfig) -> EndpointConfig:
+    """The endpoint that critiques and revises: `revisions.teacher`, else the (LLM) judge's own endpoint."""
+    if config.revisions.teacher is not None:
+        return config.revisions.teacher
+    names = [f.name for f in dataclasses.fields(EndpointConfig)]
+    return EndpointConfig(**{name: getattr(config.judge, name) for name in names})
 
 
 def fingerprint_fields(config: object, skip: tuple[str, ...] = ()) -> dict:

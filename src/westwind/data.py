@@ -333,7 +333,7 @@ def dpo_inputs(recipe, stage: str = "dpo") -> tuple[str, list[DatasetConfig]]:
 
 
 def resolved_datasets(recipe, configs: list[DatasetConfig]) -> list[DatasetConfig]:
-    """Dataset entries with @references (@aift, @distill, @revisions) turned into paths (the preflight checked
+    """Dataset entries with @references (@aift, @distill) turned into paths (the preflight checked
     them)."""
     return [dataclasses.replace(c, path=recipe.resolve_reference(c.path)) for c in configs]
 

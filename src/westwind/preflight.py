@@ -27,7 +27,6 @@ from westwind.stages import STAGES
 
 REFERENCE_STAGES = {
     "@distill": "distill",
-    "@revisions": "distill",
     "@sft": "sft",
     "@aift": "aift",
     "@rm": "rm",
@@ -266,12 +265,8 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
-        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift", "@revisions")
+        allowed = ("@aift", "@distill") if stage == "sft" else ("@aift",)
         ctx.reference(dataset.path, f"{stage}.datasets[{index}].path", allowed)
-        if dataset.path == "@revisions" and (recipe.distill is None or recipe.distill.revisions is None):
-            raise ctx.fail(
-                f"{stage}.datasets[{index}].path", "@revisions needs distill.revisions in the recipe"
-            )
     if stage in PREFERENCE_STAGES:
         if not data.datasets:
             ctx.reference("@aift", f"{stage}.datasets", ("@aift",))
@@ -289,6 +284,10 @@ def check_aift(recipe: Recipe, ctx: Context) -> None:
         ctx.reference(dataset.path, f"aift.prompts.datasets[{index}].path", ())
     endpoints = [(f"aift.generators[{i}]", g) for i, g in enumerate(config.generators)]
     endpoints.append(("aift.judge", config.judge))
+    if config.revisions is not None:
+        endpoints.append(("aift.revisions.answerer", config.revisions.answerer))
+        if config.revisions.teacher is not None:
+            endpoints.append(("aift.revisions.teacher", config.revisions.teacher))
     for key, endpoint in endpoints:
         check_endpoint(ctx, endpoint, key)
     if config.judge.function:
@@ -301,8 +300,6 @@ def check_distill(recipe: Recipe, ctx: Context) -> None:
     check_endpoint(ctx, config.teacher, "distill.teacher")
     if config.dialogues.user is not None:
         check_endpoint(ctx, config.dialogues.user, "distill.dialogues.user")
-    if config.revisions is not None:
-        check_endpoint(ctx, config.revisions.answerer, "distill.revisions.answerer")
     if config.quality is not None:
         check_endpoint(ctx, config.quality.judge, "distill.quality.judge")
         if config.quality.judge.function:

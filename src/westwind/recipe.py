@@ -11,7 +11,8 @@
     eval:     westwind.eval_config.EvalConfig
 
 References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT
-dataset, `@distill` the distilled dSFT dataset, `@revisions` its Constitutional-AI pairs.
+dataset (rated pairs, plus Constitutional-AI revision pairs with aift.revisions), `@distill` the distilled dSFT
+dataset.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Recipe:
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @rm / @dpo / @aift / @distill / @revisions into a concrete model or dataset path."""
+        """Turn @base / @sft / @rm / @dpo / @aift / @distill into a concrete model or dataset path."""
         if value == "@base":
             return self.model.model_name_or_path
         if value == "@sft":
@@ -164,8 +165,6 @@ class Recipe:
             return str(self.stage_dir(value[1:]))
         if value == "@distill":
             return str(self.stage_dir("distill") / "dataset")
-        if value == "@revisions":
-            return str(self.stage_dir("distill") / "revisions" / "dataset")
         return value
 
 

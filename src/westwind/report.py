@@ -95,8 +95,10 @@ def read_pair_scores(dataset_dir: Path) -> dict[str, list[float]] | None:
     for part in parts:
         if not {"score_chosen", "score_rejected"} <= set(part.column_names):
             return None
-        scores["chosen"] += [float(value) for value in part["score_chosen"]]
-        scores["rejected"] += [float(value) for value in part["score_rejected"]]
+        for chosen, rejected in zip(part["score_chosen"], part["score_rejected"], strict=True):
+            if chosen is not None and rejected is not None:  # revision pairs have no scores
+                scores["chosen"].append(float(chosen))
+                scores["rejected"].append(float(rejected))
     return scores
 
 
@@ -273,7 +275,7 @@ def distill_section(stage_dir: Path) -> list[str]:
     if not stats:
         return []
     lines = ["## Distill", ""]
-    for part in ("instructions", "prompts", "dialogues", "quality", "revisions"):
+    for part in ("instructions", "prompts", "dialogues", "quality"):
         if part in stats:
             counts = ", ".join(f"{k} {v}" for k, v in stats[part].items() if v not in ({}, 0))
             lines.append(f"- {part}: {counts}")
@@ -360,6 +362,9 @@ def aift_section(outputs: RunOutputs, plots: Path) -> list[str]:
             "candidates_by_model",
             "pairs",
             "dropped",
+            "pairs_by_source",
+            "revisions",
+            "revision_failures",
             "score_histogram",
             "score_by_position",
         ):

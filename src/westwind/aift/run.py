@@ -1,21 +1,36 @@
-"""Running the stage: a shard's generation and judging, the merge, rebinarizing, and writing the outputs,
-which are always exactly the last run's (no file of an earlier run survives beside them)."""
+"""Running the stage: a shard's generation, judging and (with aift.revisions) revision pairs, the merge,
+rebinarizing, and writing the outputs, which are always exactly the last run's (no file of an earlier run
+survives beside them)."""
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from typing import Any
 
 from westwind.aift.generate import generate
 from westwind.aift.rate import judge
-from westwind.aift.stats import failure_stats, pair_stats
-from westwind.aift.workspace import JUDGED_KEY, ShardRun, Workspace, latest_ok, make_keys, resolve_models
+from westwind.aift.revise import revise
+from westwind.aift.stats import failure_stats, pair_stats, revision_failure_stats
+from westwind.aift.workspace import (
+    JUDGED_KEY,
+    REVISED_KEY,
+    Keys,
+    ShardRun,
+    Workspace,
+    latest_ok,
+    make_keys,
+    resolve_models,
+)
+from westwind.aift_config import AIFTConfig, revision_teacher
 from westwind.binarize import binarize_all
+from westwind.constitution import pair_rows
 from westwind.errors import DataError, RunError
 from westwind.io import Journal, atomic_write_jsonl, atomic_write_text, read_jsonl, save_dataset_atomic
 from westwind.prompts import Prompt, in_shard, load_prompts
 from westwind.recipe import Recipe
+from westwind.seeding import stable_seed
 
 
 class AIFTError(RunError):
@@ -40,23 +55,40 @@ def current_keys(recipe: Recipe, workspace: Workspace):
 
 
 def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = True) -> dict[str, Any]:
-    """Generate and judge this shard's prompts, reusing every finished record. Returns its counts."""
+    """Generate, judge (and revise) this shard's prompts, reusing every finished record. Returns its counts."""
     workspace = Workspace(recipe.stage_dir("aift"))
     prompts, counts = load_shard_prompts(recipe, index, count)
     models, keys = current_keys(recipe, workspace)
     shard_dir = workspace.shard_dir(index, count)
-    generated, judged = Journal(shard_dir / "generated.jsonl"), Journal(shard_dir / "judged.jsonl")
+    journals = {name: Journal(shard_dir / f"{name}.jsonl") for name in ("generated", "judged", "revised")}
     run = ShardRun(recipe.aift, prompts, models, keys, workspace, progress)
     try:
-        generate(run, generated)
-        judge(run, judged)
+        generate(run, journals["generated"])
+        judge(run, journals["judged"])
+        revise(run, journals["revised"])
     finally:
-        generated.close()
-        judged.close()
-    done = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
-    counts["judged"] = sum(keys.judged(p) in done for p in prompts)
-    counts["unfinished"] = len(prompts) - counts["judged"]
+        for journal in journals.values():
+            journal.close()
+    judged, revised = finished(workspace, prompts, keys, recipe.aift)
+    counts["judged"] = len(judged)
+    if recipe.aift.revisions is not None:
+        counts["revised"] = len(revised)
+    counts["unfinished"] = (
+        len(prompts) - len(judged) + (len(prompts) - len(revised) if revised is not None else 0)
+    )
     return counts
+
+
+def finished(
+    workspace: Workspace, prompts: list[Prompt], keys: Keys, config: AIFTConfig
+) -> tuple[list[dict], list[dict] | None]:
+    """The current settings' judged records and (with aift.revisions) revision records, in prompt order."""
+    judged = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
+    judged_records = [judged[keys.judged(p)] for p in prompts if keys.judged(p) in judged]
+    if config.revisions is None:
+        return judged_records, None
+    revised = latest_ok(workspace.all_records("revised.jsonl"), REVISED_KEY)
+    return judged_records, [revised[keys.revised(p)] for p in prompts if keys.revised(p) in revised]
 
 
 def merge(recipe: Recipe, allow_partial: bool = False, push: bool = True) -> dict[str, Any]:
@@ -65,72 +97,120 @@ def merge(recipe: Recipe, allow_partial: bool = False, push: bool = True) -> dic
     prompts, prompt_counts = load_shard_prompts(recipe, 0, 1)
     prompt_counts.pop("in_shard")
     _, keys = current_keys(recipe, workspace)
-    judged = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
-    records = [judged[keys.judged(p)] for p in prompts if keys.judged(p) in judged]
+    records, revisions = finished(workspace, prompts, keys, recipe.aift)
     missing = len(prompts) - len(records)
-    if missing and not allow_partial:
+    unrevised = len(prompts) - len(revisions) if revisions is not None else 0
+    if (missing or unrevised) and not allow_partial:
         raise AIFTError(
-            f"{missing} of {len(prompts)} prompts are not judged yet (failed or not run): rerun run_aift.py "
-            "(with the same --shard values) to retry them, or pass --allow-partial"
+            f"{missing} of {len(prompts)} prompts are not judged yet and {unrevised} not revised (failed or "
+            "not run): rerun run_aift.py (with the same --shard values) to retry them, or pass --allow-partial"
         )
     records.sort(key=lambda r: r["prompt_id"])
     atomic_write_jsonl(workspace.ratings, records)
     stats = {"prompts": {**prompt_counts, "missing": missing}, **failure_stats(workspace, prompts, keys)}
-    return finish(recipe, workspace, records, stats, push)
+    if revisions is not None:
+        revisions.sort(key=lambda r: r["prompt_id"])
+        atomic_write_jsonl(workspace.revisions, revisions)
+        stats["revision_failures"] = revision_failure_stats(workspace, prompts, keys)
+        stats["prompts"]["unrevised"] = unrevised
+    return finish(recipe, workspace, records, revisions, stats, push)
 
 
 def rebinarize(recipe: Recipe, push: bool = True) -> dict[str, Any]:
-    """Rebuild the pairs from ratings.jsonl under the recipe's (new) binarize policy; no model runs."""
+    """Rebuild the pairs from ratings.jsonl (and revisions.jsonl) under the recipe's (new) binarize policy;
+    no model runs."""
     workspace = Workspace(recipe.stage_dir("aift"))
     if not workspace.ratings.exists():
         raise AIFTError(f"{workspace.ratings} does not exist: run (or --merge) the AIFT stage first")
     records = read_jsonl(workspace.ratings)
+    revisions = None
+    if recipe.aift.revisions is not None:
+        if not workspace.revisions.exists():
+            raise AIFTError(f"{workspace.revisions} does not exist: run the AIFT stage with aift.revisions")
+        revisions = read_jsonl(workspace.revisions)
     previous = json.loads(workspace.stats.read_text()) if workspace.stats.exists() else {}
     kept = {
         k: previous[k]
-        for k in ("prompts", "generation_failures", "judge_failures", "parse_failures")
+        for k in ("prompts", "generation_failures", "judge_failures", "parse_failures", "revision_failures")
         if k in previous
     }
-    return finish(recipe, workspace, records, kept, push)
+    return finish(recipe, workspace, records, revisions, kept, push)
 
 
 def write_stats(workspace: Workspace, stats: dict) -> None:
     atomic_write_text(workspace.stats, json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
 
-def clear_outputs(workspace: Workspace, keep: set[str]) -> None:
-    """Remove the dataset and split files an earlier run left, except the splits named in `keep`."""
+def clear_outputs(workspace: Workspace, keep: set[str], revisions: bool) -> None:
+    """Remove the dataset and split files an earlier run left, except the splits named in `keep` (and
+    revisions.jsonl when this run made revision pairs)."""
     if not keep:
         shutil.rmtree(workspace.dataset, ignore_errors=True)
+    merged = {workspace.ratings, *([workspace.revisions] if revisions else [])}
     for path in workspace.split_files():
-        if path != workspace.ratings and path.stem not in keep:
+        if path not in merged and path.stem not in keep:
             path.unlink()
 
 
 def finish(
-    recipe: Recipe, workspace: Workspace, records: list[dict], stats: dict, push: bool
+    recipe: Recipe,
+    workspace: Workspace,
+    records: list[dict],
+    revisions: list[dict] | None,
+    stats: dict,
+    push: bool,
 ) -> dict[str, Any]:
-    # Heavy (datasets, and westwind.data with it): loaded only when a dataset is written.
-    from datasets import Dataset
-
-    from westwind.data import split
-
     config = recipe.aift
-    rows, dropped = binarize_all(records, config.binarize, config.seed)
-    stats.update(pair_stats(records, rows, dropped, config))
-    if not rows:
-        clear_outputs(workspace, keep=set())
-        write_stats(workspace, stats)
-        raise AIFTError(
-            f"no preference pairs: every judged prompt was dropped ({dict(dropped)}); see {workspace.stats}"
+    rated, dropped = binarize_all(records, config.binarize, config.seed)
+    stats.update(pair_stats(records, rated, dropped, config))
+    rows = [{**row, "source": "ratings", "principle": None} for row in rated]
+    if revisions is not None:
+        revised, stats["revisions"] = pair_rows(
+            revisions, config.revisions.answerer.model, revision_teacher(config).model
         )
-    dataset = split(Dataset.from_list(rows), config.test_split_size, config.seed)
+        rows += revised
+        stats["pairs_by_source"] = {"ratings": len(rated), "revisions": len(revised)}
+    if not rows:
+        clear_outputs(workspace, keep=set(), revisions=revisions is not None)
+        write_stats(workspace, stats)
+        revision_drops = stats.get("revisions", {}).get("dropped", {})
+        raise AIFTError(
+            f"no preference pairs: every judged prompt was dropped ({dict(dropped)}"
+            + (f"; revisions: {revision_drops}" if revisions is not None else "")
+            + f"); see {workspace.stats}"
+        )
+    dataset = split_by_prompt(rows, config.test_split_size, config.seed)
     stats["pairs"] = {name: len(part) for name, part in dataset.items()}
     save_dataset_atomic(dataset, workspace.dataset)
     for name, part in dataset.items():
         atomic_write_jsonl(workspace.root / f"{name}.jsonl", part.to_list())
-    clear_outputs(workspace, keep=set(dataset))
+    clear_outputs(workspace, keep=set(dataset), revisions=revisions is not None)
     write_stats(workspace, stats)
     if push and config.push_to_hub:
         dataset.push_to_hub(config.push_to_hub)
     return stats
+
+
+def split_by_prompt(rows: list[dict], test_split_size: float | None, seed: int):
+    """westwind.data's seeded train/test split of the rated pairs; a revision pair joins the split holding
+    its prompt's rated pair (else a seeded draw), so that no prompt is in both splits."""
+    # Heavy (datasets, and westwind.data with it): loaded only when a dataset is written.
+    from datasets import Dataset, DatasetDict
+
+    from westwind.data import split
+
+    rated = [row for row in rows if row["source"] == "ratings"]
+    revised = [row for row in rows if row["source"] != "ratings"]
+    if not test_split_size or not revised:
+        return split(Dataset.from_list(rows), test_split_size, seed)
+    parts = {"train": [], "test": []}
+    if rated:
+        for name, part in split(Dataset.from_list(rated), test_split_size, seed).items():
+            parts[name] = part.to_list()
+    home = {row["prompt_id"]: name for name, part in parts.items() for row in part}
+    for row in revised:
+        draw = random.Random(stable_seed(seed, row["prompt_id"], "split")).random()
+        parts[home.get(row["prompt_id"]) or ("test" if draw < test_split_size else "train")].append(row)
+    if not parts["train"]:
+        raise DataError(f"test_split_size: {test_split_size} of {len(rows)} pair(s) leaves no training pair")
+    return DatasetDict({name: Dataset.from_list(part) for name, part in parts.items() if part})

@@ -36,6 +36,17 @@ def failure_stats(workspace: Workspace, prompts: list[Prompt], keys: Keys) -> di
     }
 
 
+def revision_failure_stats(workspace: Workspace, prompts: list[Prompt], keys: Keys) -> dict[str, int]:
+    """aift.revisions: retried transport failures by reason, and failed items, for the current settings."""
+    revised = {keys.revised(p) for p in prompts}
+    counts = Counter()
+    for record in workspace.all_records("revised.jsonl"):
+        if (record.get("prompt_id"), record.get("fingerprint")) in revised:
+            counts.update(record.get("failures", {}))
+            counts["failed_items"] += record.get("status") == "failed"
+    return dict(counts)
+
+
 def score_by_position(candidates: list[dict]) -> dict[str, Any]:
     """Mean aspect rating by the position a text was shown at (1-based). Candidates are shuffled per
     aspect, so without position bias the means agree up to noise; a judge preferring text 1 shows here."""
@@ -79,6 +90,18 @@ def pair_stats(records: list[dict], rows: list[dict], dropped: Counter, config: 
     return stats
 
 
+def revision_lines(stats: dict[str, Any]) -> list[str]:
+    if "revisions" not in stats:
+        return []
+    revisions = stats["revisions"]
+    return [
+        f"  pairs by source: {stats.get('pairs_by_source')}",
+        f"  revisions: prompts {revisions['prompts']}, pairs {revisions['pairs']}, "
+        f"dropped {revisions['dropped'] or 'none'}, by principle {revisions['pairs_by_principle']}",
+        f"  revision failures: {stats.get('revision_failures') or 'none'}",
+    ]
+
+
 def histogram(scores: list[float], bins: int = 8) -> dict[str, int]:
     """Counts per equal-width bin over the observed range, keyed by the bin's lower edge."""
     if not scores:
@@ -101,6 +124,7 @@ def summary(stats: dict[str, Any]) -> str:
         + ", ".join(f"{m} {n}" for m, n in stats.get("candidates_by_model", {}).items()),
         f"  judged prompts: {stats.get('judged')}; duplicate candidates: {stats.get('duplicate_candidates')}",
         f"  pairs: {stats.get('pairs')}; dropped: {stats.get('dropped') or 'none'}",
+        *revision_lines(stats),
         f"  parse failures: {stats.get('parse_failures') or 'none'}",
         f"  generation failures: {stats.get('generation_failures') or 'none'}",
         f"  judge failures: {stats.get('judge_failures') or 'none'}",

@@ -5,8 +5,10 @@ Layout under `<output_dir>/aift`:
     shards/<i>-of-<N>/generated.jsonl   one record per (prompt, generator), appended as it finishes
     shards/<i>-of-<N>/judged.jsonl      one record per prompt: its candidates with ratings, appended as each
                                         prompt's judgment finishes
+    shards/<i>-of-<N>/revised.jsonl     with aift.revisions: one answer/critique/revision record per prompt
     model-digests.json                  sha256 of model files, by path, size and mtime (a cache)
     ratings.jsonl                       every judged prompt of the last merge, all candidates and ratings
+    revisions.jsonl                     with aift.revisions: every revision record of the last merge
     dataset/                            DatasetDict (train[, test]) for the dpo stage (`@aift`)
     train.jsonl[, test.jsonl], stats.json
 
@@ -14,7 +16,9 @@ Journals are append-only (flush + fsync per record); the last record for a key w
 is ignored, and a failed record is retried on the next run. A record's key holds everything that produced
 it: a generator's settings and its model's content identity (westwind.endpoints), and for a judged prompt
 the judge's settings and identity, every generator's key, and the prompt's own judge inputs (its
-conversation and reference). Changing any of them redoes exactly the affected work.
+conversation and reference); for a revision record the answerer's and the teacher's settings and identities,
+the constitution, the critique and revision requests, and the prompt's conversation. Changing any of them
+redoes exactly the affected work.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift_config import AIFTConfig, fingerprint_fields
+from westwind.aift_config import AIFTConfig, fingerprint_fields, revision_teacher
+from westwind.constitution import revision_settings
 from westwind.endpoints import ResolvedModel, resolve_model
 from westwind.io import digest, read_jsonl
 from westwind.prompts import Prompt
 
 GENERATED_KEY = ("prompt_id", "generator", "fingerprint")
 JUDGED_KEY = ("prompt_id", "fingerprint")
+REVISED_KEY = ("prompt_id", "fingerprint")
 
 
 class Workspace:
@@ -40,6 +46,7 @@ class Workspace:
         self.root = root
         self.shards = root / "shards"
         self.ratings = root / "ratings.jsonl"
+        self.revisions = root / "revisions.jsonl"
         self.dataset = root / "dataset"
         self.stats = root / "stats.json"
         self.digests = root / "model-digests.json"
@@ -63,10 +70,12 @@ def fingerprint(value: Any) -> str:
 
 @dataclass
 class Keys:
-    """The current settings' keys: one per generator, and the judge's (to combine with each prompt's)."""
+    """The current settings' keys: one per generator, the judge's and (with aift.revisions) the revisions'
+    (both to combine with each prompt's inputs)."""
 
     generators: list[str]
     judge: str
+    revisions: str | None = None
 
     def generated(self, prompt: Prompt, index: int) -> tuple:
         return (prompt.prompt_id, index, self.generators[index])
@@ -74,13 +83,19 @@ class Keys:
     def judged(self, prompt: Prompt) -> tuple:
         return (prompt.prompt_id, fingerprint([self.judge, prompt.messages, prompt.reference]))
 
+    def revised(self, prompt: Prompt) -> tuple:
+        return (prompt.prompt_id, fingerprint([self.revisions, prompt.messages]))
+
 
 @dataclass
 class Models:
-    """Each generator's and the judge's resolved model (None for a verifier)."""
+    """Each generator's and the judge's resolved model (None for a verifier), and with aift.revisions the
+    answerer's and the revising teacher's."""
 
     generators: list[ResolvedModel]
     judge: ResolvedModel | None
+    answerer: ResolvedModel | None = None
+    reviser: ResolvedModel | None = None
 
 
 def resolve_models(config: AIFTConfig, recipe: Any, workspace: Workspace) -> Models:
@@ -88,7 +103,11 @@ def resolve_models(config: AIFTConfig, recipe: Any, workspace: Workspace) -> Mod
     judge = None
     if config.judge.kind != "verifier":
         judge = resolve_model(config.judge, recipe, workspace.digests)
-    return Models(generators, judge)
+    if config.revisions is None:
+        return Models(generators, judge)
+    answerer = resolve_model(config.revisions.answerer, recipe, workspace.digests)
+    reviser = resolve_model(revision_teacher(config), recipe, workspace.digests)
+    return Models(generators, judge, answerer, reviser)
 
 
 def make_keys(config: AIFTConfig, models: Models) -> Keys:
@@ -98,7 +117,15 @@ def make_keys(config: AIFTConfig, models: Models) -> Keys:
     ]
     identity = models.judge.identity if models.judge is not None else None
     judge = fingerprint([fingerprint_fields(config.judge), config.seed, generators, identity])
-    return Keys(generators, judge)
+    return Keys(generators, judge, revisions_key(config, models))
+
+
+def revisions_key(config: AIFTConfig, models: Models) -> str | None:
+    if config.revisions is None:
+        return None
+    answerer = [fingerprint_fields(config.revisions.answerer), models.answerer.identity]
+    reviser = [fingerprint_fields(revision_teacher(config)), models.reviser.identity]
+    return fingerprint([answerer, reviser, revision_settings(config.revisions), config.seed])
 
 
 @dataclass

@@ -121,35 +121,6 @@ class QualityConfig:
 
 
 @dataclass
-class Principle:
-    """One constitution entry: what the critique looks for and how the revision fixes it."""
-
-    name: str
-    critique: str
-    revision: str
-
-
-@dataclass
-class RevisionsConfig:
-    """Constitutional-AI revision pairs: `answerer` answers each instruction, the teacher critiques the answer
-    against a drawn principle and revises it; chosen = revision, rejected = answer (a DPO dataset)."""
-
-    answerer: EndpointConfig = field(metadata={"help": "The model whose answers are revised (e.g. @base)."})
-    sampling: SamplingConfig = field(metadata={"help": "The answerer's sampling."})
-    teacher_sampling: SamplingConfig = field(
-        metadata={"help": "The teacher's sampling for critique and revision."}
-    )
-    constitution: list[Principle] | None = field(
-        default=None,
-        metadata={"help": "name/critique/revision entries (unset: westwind's default constitution)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.constitution is not None and not self.constitution:
-            raise ValueError("constitution must list at least one principle (or be unset for the default)")
-
-
-@dataclass
 class DistillConfig:
     teacher: EndpointConfig = field(metadata={"help": "The teacher model (any AIFT backend)."})
     dialogues: DialoguesConfig = field(metadata={"help": "How dialogues are written."})
@@ -161,9 +132,6 @@ class DistillConfig:
     )
     quality: QualityConfig | None = field(
         default=None, metadata={"help": "Score dialogues with a judge and keep the best (LIMA-style)."}
-    )
-    revisions: RevisionsConfig | None = field(
-        default=None, metadata={"help": "Also write Constitutional-AI revision pairs (a DPO dataset)."}
     )
     seed: int = field(default=42, metadata={"help": "Seeds every sample and draw."})
     test_split_size: float | None = field(default=None, metadata={"help": "Fraction held out as `test`."})

@@ -10,8 +10,8 @@ from collections import Counter
 from typing import Any
 
 from westwind.distill.config import QualityConfig
-from westwind.distill.teacher import LazyJudge
 from westwind.judges import JudgeItem
+from westwind.teacher import LazyJudge
 
 
 @dataclasses.dataclass

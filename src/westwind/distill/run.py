@@ -5,9 +5,7 @@ Layout under `<output_dir>/distill`:
     shards/<i>-of-<N>/instructions.jsonl  one record per teacher reply while bootstrapping (keyed by its inputs)
     shards/<i>-of-<N>/dialogues.jsonl     one record per dialogue (keyed by prompt id + settings fingerprint)
     shards/<i>-of-<N>/quality.jsonl       with distill.quality: the judge's score of each dialogue
-    shards/<i>-of-<N>/revisions.jsonl     with distill.revisions: one answer/critique/revision record per prompt
     instructions.jsonl                    the kept instructions, with round and nearest ROUGE-L
-    revisions/dataset, revisions/pairs.jsonl   Constitutional-AI pairs for dDPO (`@revisions`)
     dataset/                              DatasetDict (train[, test]) with `messages` for dSFT (`@distill`)
     train.jsonl, test.jsonl, stats.json   stats: every drop counted by reason
 
@@ -28,11 +26,9 @@ from tqdm.auto import tqdm
 
 from westwind.aift_config import fingerprint_fields
 from westwind.distill.config import DistillConfig
-from westwind.distill.constitution import CRITIQUE, DEFAULT_CONSTITUTION, REVISION, pair_rows, write_revisions
 from westwind.distill.dialogues import USER_SIMULATOR, DialogueWriter
 from westwind.distill.instructions import PROMPT, bootstrap
 from westwind.distill.quality import score_dialogues, select
-from westwind.distill.teacher import LazyJudge, LazyTeacher
 from westwind.errors import RunError
 from westwind.io import (
     Journal,
@@ -40,7 +36,6 @@ from westwind.io import (
     atomic_write_jsonl,
     atomic_write_text,
     digest,
-    save_dataset_atomic,
     save_splits,
 )
 from westwind.prompts import (
@@ -53,13 +48,13 @@ from westwind.prompts import (
     normalize_text,
 )
 from westwind.recipe import Recipe
+from westwind.teacher import LazyJudge, LazyTeacher
 
 
 class Workspace(ShardedJournals):
     def __init__(self, root: Path):
         super().__init__(root)
         self.instructions = self.root / "instructions.jsonl"
-        self.revisions = self.root / "revisions"
         self.stats = self.root / "stats.json"
 
 
@@ -71,14 +66,6 @@ def dialogue_fingerprint(config: DistillConfig) -> str:
     dialogues = {k: v for k, v in dataclasses.asdict(config.dialogues).items() if k != "prompts"}
     user = fingerprint_fields(config.dialogues.user) if config.dialogues.user else None
     return digest([fingerprint_fields(config.teacher), user, dialogues, USER_SIMULATOR, config.seed], 16)
-
-
-def revisions_fingerprint(config: DistillConfig) -> str:
-    revisions = config.revisions
-    answerer = fingerprint_fields(revisions.answerer)
-    settings = {k: v for k, v in dataclasses.asdict(revisions).items() if k != "answerer"}
-    teacher = fingerprint_fields(config.teacher)
-    return digest([answerer, settings, teacher, CRITIQUE, REVISION, DEFAULT_CONSTITUTION, config.seed], 16)
 
 
 def quality_fingerprint(config: DistillConfig) -> str:
@@ -123,7 +110,7 @@ def opening_prompts(
 
 
 class Product:
-    """One journaled product per opening prompt (dialogues, revision pairs): its journal name and fingerprint."""
+    """One journaled product per opening prompt (dialogues, quality scores): its journal name and fingerprint."""
 
     def __init__(self, name: str, fingerprint: str, write_chunk: Callable[[list[Prompt]], list]):
         self.name, self.fingerprint, self.write_chunk = name, fingerprint, write_chunk
@@ -166,7 +153,6 @@ class Models:
 
     teacher: LazyTeacher
     user: LazyTeacher
-    answerer: LazyTeacher | None = None
     judge: LazyJudge | None = None
 
     @classmethod
@@ -174,12 +160,11 @@ class Models:
         config = recipe.distill
         teacher = LazyTeacher(config.teacher, recipe, config.seed)
         user = LazyTeacher(config.dialogues.user, recipe, config.seed) if config.dialogues.user else teacher
-        answerer = LazyTeacher(config.revisions.answerer, recipe, config.seed) if config.revisions else None
         judge = LazyJudge(config.quality.judge, recipe, config.seed) if config.quality else None
-        return cls(teacher, user, answerer, judge)
+        return cls(teacher, user, judge)
 
     def close(self) -> None:
-        for model in (self.teacher, self.user, self.answerer, self.judge):
+        for model in (self.teacher, self.user, self.judge):
             if model is not None:
                 model.close()
 
@@ -196,17 +181,11 @@ def products(recipe: Recipe, workspace: Workspace, models: Models) -> list[Produ
             return score_dialogues([done[k] for k in keys if k in done], models.judge)
 
         made.append(Product("quality", quality_fingerprint(config), score))
-    if config.revisions is not None:
-
-        def revise(prompts: list[Prompt]) -> list:
-            return write_revisions(prompts, config.revisions, config.seed, models.answerer, models.teacher)
-
-        made.append(Product("revisions", revisions_fingerprint(config), revise))
     return made
 
 
 def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = True) -> dict[str, int]:
-    """Bootstrap (or replay) the instructions, then write this shard's missing dialogues (and revision pairs).
+    """Bootstrap (or replay) the instructions, then write this shard's missing dialogues (and quality scores).
     Returns its counts."""
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
     shard_dir = workspace.shard_dir(index, count)
@@ -244,13 +223,6 @@ def merge(recipe: Recipe) -> dict[str, Any]:
         rows, dropped = select(rows, scores, config.quality)
         stats["quality"] = {"kept": len(rows), "dropped": dict(dropped)}
     stats["teacher_failures"] = failure_counts(workspace)
-    if "revisions" in records:
-        pairs, stats["revisions"] = pair_rows(records["revisions"])
-        atomic_write_jsonl(workspace.revisions / "pairs.jsonl", pairs)
-        if pairs:
-            save_dataset_atomic(
-                split(Dataset.from_list(pairs), None, config.seed), workspace.revisions / "dataset"
-            )
     if not rows:
         atomic_write_text(workspace.stats, json.dumps(stats, indent=2, sort_keys=True) + "\n")
         raise RunError(f"no dialogues: every one was dropped; see {workspace.stats}")
@@ -294,7 +266,7 @@ def dialogue_rows(records: list[dict]) -> tuple[list[dict], dict[str, Any]]:
 def failure_counts(workspace: Workspace) -> dict[str, int]:
     """Retried transport failures by reason, and items that failed for good (retried by a later run)."""
     counts: Counter = Counter()
-    for name in ("instructions.jsonl", "dialogues.jsonl", "quality.jsonl", "revisions.jsonl"):
+    for name in ("instructions.jsonl", "dialogues.jsonl", "quality.jsonl"):
         for record in workspace.all_records(name):
             counts.update(record.get("failures", {}))
             counts["failed_items"] += record.get("status") == "failed"
@@ -304,7 +276,7 @@ def failure_counts(workspace: Workspace) -> dict[str, int]:
 def summary(stats: dict[str, Any]) -> str:
     """The stats a person checks after a run, one topic per line."""
     lines = ["distill summary"]
-    for section in ("instructions", "prompts", "dialogues", "quality", "revisions"):
+    for section in ("instructions", "prompts", "dialogues", "quality"):
         if section in stats:
             values = {k: v for k, v in stats[section].items() if not isinstance(v, dict) or v}
             lines.append(f"  {section}: " + ", ".join(f"{k} {v}" for k, v in values.items()))

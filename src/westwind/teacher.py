@@ -1,6 +1,7 @@
-"""The one place the distill stage calls a generation backend (westwind.generation) or an AIFT judge
-(westwind.judges): requests in, each request's result out, in request order. Backends are built on first use,
-so a fully journaled rerun loads no model."""
+"""Models asked request by request (the distill stage's teacher, user simulator and quality judge; AIFT's
+Constitutional-AI answerer and reviser): requests in, each request's result out, in request order. Backends
+(westwind.generation) and judges (westwind.judges) are built on first use, so a fully journaled rerun loads no
+model."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ class Lazy(Generic[T]):
 
 
 class LazyTeacher(Lazy[Backend]):
-    def __init__(self, endpoint: EndpointConfig, recipe: Any, seed: int):
-        super().__init__(lambda: build_backend(endpoint, resolve_model(endpoint, recipe), seed))
+    def __init__(self, endpoint: EndpointConfig, recipe: Any, seed: int, model: ResolvedModel | None = None):
+        """`model`: the endpoint's model, when already resolved (else it is resolved on first use)."""
+        super().__init__(lambda: build_backend(endpoint, model or resolve_model(endpoint, recipe), seed))
 
     def complete(self, requests: list[ChatRequest]) -> list[Result]:
         return complete(self.get(), requests) if requests else []

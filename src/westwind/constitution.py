@@ -1,7 +1,8 @@
-"""Constitutional-AI revision pairs (Bai et al., 2022): a model answers, the teacher critiques the answer
-against one principle drawn from a constitution, then rewrites it. chosen = the revision, rejected = the
-original; a pair whose revision is empty, cut at max_new_tokens or identical to the original is dropped and
-counted. The default constitution below is westwind's own wording.
+"""Constitutional-AI revision pairs (Bai et al., 2022), an AIFT option (`aift.revisions`): a model (e.g. the
+dSFT model) answers, the teacher critiques the answer against one principle drawn from a constitution, then
+rewrites it. chosen = the revision, rejected = the original; a pair whose answer or revision is empty or cut at
+max_new_tokens, or whose revision is identical to the original, is dropped and counted. The default
+constitution below is westwind's own wording.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import random
 from collections import Counter
 from typing import Any
 
-from westwind.distill.config import Principle, RevisionsConfig
-from westwind.distill.teacher import LazyTeacher, reply
+from westwind.aift_config import Principle, RevisionsConfig
 from westwind.generation import ChatRequest, Result, resolved_sampling
 from westwind.prompts import Prompt, normalize_text
 from westwind.seeding import stable_seed
+from westwind.teacher import LazyTeacher, reply
 
 DEFAULT_CONSTITUTION: tuple[Principle, ...] = (
     Principle(
@@ -46,6 +47,17 @@ DEFAULT_CONSTITUTION: tuple[Principle, ...] = (
 )
 CRITIQUE = "Critique request: {critique}\nWrite only the critique."
 REVISION = "Revision request: {revision}\nWrite only the revised answer, with no preamble."
+
+
+def revision_settings(config: RevisionsConfig) -> dict[str, Any]:
+    """What decides a revision besides the two models: sampling, the constitution and the request texts."""
+    principles = config.constitution or DEFAULT_CONSTITUTION
+    return {
+        "sampling": dataclasses.asdict(config.sampling),
+        "teacher_sampling": dataclasses.asdict(config.teacher_sampling),
+        "constitution": [dataclasses.asdict(p) for p in principles],
+        "requests": [CRITIQUE, REVISION],
+    }
 
 
 def draw_principle(
@@ -148,8 +160,9 @@ def write_revisions(
     return items
 
 
-def pair_rows(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """DPO rows (prompt / chosen / rejected, with principle and critique) and the drops by reason."""
+def pair_rows(records: list[dict], answerer: str, teacher: str) -> tuple[list[dict], dict[str, Any]]:
+    """DPO rows from revision records, with the AIFT dataset's columns (chosen = revision by `teacher`,
+    rejected = answer by `answerer`; no scores; the critique as the chosen side's rationale), and the counts."""
     rows, dropped = [], Counter()
     for record in records:
         if record["dropped"] is not None:
@@ -158,11 +171,24 @@ def pair_rows(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
         rows.append(
             {
                 "prompt": record["prompt"],
+                "prompt_id": record["prompt_id"],
                 "chosen": [{"role": "assistant", "content": record["revision"]}],
                 "rejected": [{"role": "assistant", "content": record["answer"]}],
+                "score_chosen": None,
+                "score_rejected": None,
+                "model_chosen": teacher,
+                "model_rejected": answerer,
+                "rationale_chosen": record["critique"],
+                "rationale_rejected": "",
+                "source": "revision",
                 "principle": record["principle"],
-                "critique": record["critique"],
-                "prompt_id": record["prompt_id"],
             }
         )
-    return rows, {"prompts": len(records), "pairs": len(rows), "dropped": dict(dropped)}
+    by_principle = Counter(row["principle"] for row in rows)
+    counts = {
+        "prompts": len(records),
+        "pairs": len(rows),
+        "dropped": dict(dropped),
+        "pairs_by_principle": dict(sorted(by_principle.items())),
+    }
+    return rows, counts

@@ -1,0 +1,30 @@
+"""Constitutional-AI revision pairs (`aift.revisions`): each prompt's answer, critique and revision
+(westwind.constitution), journaled as each chunk of prompts finishes; failed prompts are retried next run."""
+
+from __future__ import annotations
+
+from westwind.aift.workspace import REVISED_KEY, ShardRun, latest_ok
+from westwind.aift_config import revision_teacher
+from westwind.constitution import write_revisions
+from westwind.io import Journal
+from westwind.teacher import LazyTeacher
+
+
+def revise(run: ShardRun, journal: Journal) -> None:
+    config, keys, seed = run.config.revisions, run.keys, run.config.seed
+    if config is None:
+        return
+    done = latest_ok(run.workspace.all_records("revised.jsonl"), REVISED_KEY)
+    todo = [p for p in run.prompts if keys.revised(p) not in done]
+    if not todo:
+        return
+    answerer = LazyTeacher(config.answerer, None, seed, run.models.answerer)
+    teacher = LazyTeacher(revision_teacher(run.config), None, seed, run.models.reviser)
+    try:
+        for chunk, bar in run.in_chunks(todo, "revise"):
+            for item in write_revisions(chunk, config, seed, answerer, teacher):
+                journal.append(item.record(keys.revised(item.prompt)[1]))
+                bar.update(1)
+    finally:
+        answerer.close()
+        teacher.close()
