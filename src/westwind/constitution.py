@@ -84,12 +84,12 @@ class Revision:
         answer = reply(result)
         if answer is None:
             self.error = result.error
-        elif not answer[0].strip():
+            return
+        self.texts[step] = answer[0]  # kept in the record, dropped or not
+        if not answer[0].strip():
             self.dropped = f"empty_{step}"
         elif answer[1] == "length" and step != "critique":  # a cut critique still guides the revision
             self.dropped = f"truncated_{step}"
-        else:
-            self.texts[step] = answer[0]
         if (
             step == "revision"
             and self.active
