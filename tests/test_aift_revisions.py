@@ -159,7 +159,7 @@ def test_failed_revisions_are_retried_by_the_next_run(tmp_path, teacher, prompts
         recipe_path = write_recipe(tmp_path, "unused", section)
         recipe = load_recipe(recipe_path, stage="aift")
         counts = aift.run_shard(recipe, progress=False)
-        assert 0 < counts["unfinished"] and counts["revised"] < PROMPTS
+        assert counts["unfinished"] > 0 and counts["revised"] < PROMPTS
         with pytest.raises(aift.AIFTError, match="not revised"):
             aift.merge(recipe, push=False)
         # max_retries decides how hard to try, not what is produced: the finished records are reused.

@@ -86,20 +86,8 @@ def test_at_distill_without_a_distill_section_is_refused(tmp_path, tiny_model, s
         preflight.check(recipe, ["sft"])
 
 
-def test_at_revisions_needs_distill_revisions(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+def test_at_revisions_is_gone_revision_pairs_are_an_aift_option(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
     path = make(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, section())
     recipe = load_recipe(path, ["--dpo.datasets", '[{"path": "@revisions"}]'])
-    with pytest.raises(RecipeError, match="@revisions needs distill.revisions"):
+    with pytest.raises(RecipeError, match="unknown reference '@revisions'"):
         preflight.check(recipe, ["distill", "sft", "dpo"])
-    revisions = {
-        "answerer": TEACHER,
-        "sampling": {"max_new_tokens": 8},
-        "teacher_sampling": {"max_new_tokens": 8},
-    }
-    recipe = load_recipe(
-        path, ["--dpo.datasets", '[{"path": "@revisions"}]', "--distill.revisions", str(revisions)]
-    )
-    preflight.check(recipe, ["distill", "sft", "dpo"])
-    assert recipe.resolve_reference("@revisions") == str(
-        tmp_path / "out" / "distill" / "revisions" / "dataset"
-    )

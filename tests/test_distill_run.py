@@ -233,55 +233,61 @@ def test_dialogues_from_a_prompt_dataset_against_transformers_serve(server, tiny
 
 
 @pytest.mark.slow
-def test_westwind_run_goes_from_seed_tasks_to_dsft_and_ddpo_on_revision_pairs(
+def test_westwind_run_goes_from_seed_tasks_to_an_evaluated_ddpo_model(
     tmp_path, tiny_model, sft_jsonl, dpo_jsonl
 ):
+    """seed tasks -> instructions -> dialogues -> dSFT -> AIFT (rated pairs + Constitutional-AI revisions of
+    the dSFT model's answers) -> dDPO -> eval, offline, with every drop counted in report.md."""
     from conftest import tiny_recipe, write_recipe
 
+    from westwind.demo_tasks import generate, prompt_row
+
+    examples = generate(24, seed=5)
+    prompts = write_jsonl(tmp_path / "data" / "prompts.jsonl", [prompt_row(e) for e in examples[:12]])
+    held_out = write_jsonl(tmp_path / "data" / "eval.jsonl", [prompt_row(e) for e in examples[12:]])
     with ScriptedTeacher(fault_every=7) as scripted:
         recipe = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
         recipe["sft"]["datasets"] = [{"path": "@distill"}]
-        recipe["dpo"].update(datasets=[{"path": "@revisions"}], max_steps=2, per_device_train_batch_size=2)
-        revisions = {
-            "answerer": {**scripted.endpoint(), "model": "scripted-answerer"},
-            "sampling": {"max_new_tokens": 64},
-            "teacher_sampling": {"max_new_tokens": 128},
-        }
+        recipe["dpo"].update(max_steps=2, per_device_train_batch_size=2)
+        recipe["dpo"].pop("datasets")  # default: @aift
         seeds = shared_file("data/self_instruct_seed_tasks.jsonl")
-        recipe["distill"] = distill_section(scripted.endpoint(), seeds, revisions=revisions)
+        recipe["distill"] = distill_section(scripted.endpoint(), seeds)
+        recipe["aift"] = {
+            "prompts": {"datasets": [{"path": str(prompts)}]},
+            "generators": [{"model": "@sft", "n": 2, "sampling": {"max_new_tokens": 8}}],
+            "judge": {"kind": "verifier", "function": "aift_helpers:hash_score"},
+            "revisions": {
+                "answerer": {"model": "@sft"},
+                "teacher": scripted.endpoint(),
+                "sampling": {"max_new_tokens": 8},
+                "teacher_sampling": {"max_new_tokens": 128},
+            },
+        }
+        recipe["eval"] = {
+            "prompts": {"datasets": [{"path": str(held_out)}]},
+            "sampling": {"max_new_tokens": 8},
+            "verifier": "westwind.demo_tasks:verify",
+        }
         path = write_recipe(tmp_path / "recipe.yaml", recipe)
-        env = {**os.environ, "OMP_NUM_THREADS": "2"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "2",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+        }
         command = [sys.executable, "-m", "westwind.cli", "run", str(path)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert result.stdout.index("westwind: [distill]") < result.stdout.index("westwind: [sft]")
+    order = [
+        result.stdout.index(f"westwind: [{stage}]") for stage in ("distill", "sft", "aift", "dpo", "eval")
+    ]
+    assert order == sorted(order)
     out = tmp_path / "out"
-    assert result.stdout.index("westwind: [sft]") < result.stdout.index("westwind: [dpo]")
-    assert (out / "dpo" / "config.json").exists() and (out / "distill" / ".westwind-stage.json").exists()
+    assert (out / "dpo" / "config.json").exists() and (out / "eval" / "results.json").exists()
+    stats = json.loads((out / "aift" / "stats.json").read_text())
+    revisions = stats["revisions"]
+    assert revisions["prompts"] == 12 == revisions["pairs"] + sum(revisions["dropped"].values())
+    records = [json.loads(line) for line in (out / "aift" / "revisions.jsonl").read_text().splitlines()]
+    assert len(records) == 12 and all(isinstance(r["answer"], str) for r in records)
     report = (out / "report.md").read_text()
     assert "## Distill" in report and "dropped_similar" in report and "| Distill |" in report
-
-
-def test_constitutional_revision_pairs_feed_dpo(teacher, tmp_path):
-    from datasets import load_from_disk
-
-    from westwind.data import preference_problem
-    from westwind.distill.constitution import DEFAULT_CONSTITUTION
-
-    revisions = {
-        "answerer": {**teacher.endpoint(), "model": "scripted-answerer"},
-        "sampling": {"max_new_tokens": 64},
-        "teacher_sampling": {"max_new_tokens": 128},
-    }
-    recipe_path = make_recipe(tmp_path, teacher, revisions=revisions)
-    stats = run_all(recipe_path)["revisions"]
-    assert stats["prompts"] == 12 == stats["pairs"] + sum(stats["dropped"].values())
-    for reason in ("identical_revision", "empty_revision", "truncated_answer"):
-        assert stats["dropped"][reason] > 0, reason
-    recipe = load_recipe(recipe_path)
-    pairs = load_from_disk(recipe.resolve_reference("@revisions"))["train"].to_list()
-    assert len(pairs) == stats["pairs"]
-    for pair in pairs:
-        assert preference_problem(pair) is None and pair["chosen"] != pair["rejected"]
-        assert pair["chosen"][0]["content"] == "Step by step: " + pair["rejected"][0]["content"]
-        assert pair["principle"] in {p.name for p in DEFAULT_CONSTITUTION} and pair["critique"]
+    assert "- revisions: " in report and "- pairs by source: " in report
