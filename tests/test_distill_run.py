@@ -259,7 +259,9 @@ def test_westwind_run_goes_from_seed_tasks_to_an_evaluated_ddpo_model(
             "revisions": {
                 "answerer": {"model": "@sft"},
                 "teacher": scripted.endpoint(),
-                "sampling": {"max_new_tokens": 8},
+                # The random-weight student never emits EOS within a few tokens and cut answers are dropped
+                # (truncated_answer): a stop string lets some of its answers end.
+                "sampling": {"max_new_tokens": 16, "stop": [" "]},
                 "teacher_sampling": {"max_new_tokens": 128},
             },
         }
@@ -286,6 +288,10 @@ def test_westwind_run_goes_from_seed_tasks_to_an_evaluated_ddpo_model(
     stats = json.loads((out / "aift" / "stats.json").read_text())
     revisions = stats["revisions"]
     assert revisions["prompts"] == 12 == revisions["pairs"] + sum(revisions["dropped"].values())
+    assert revisions["pairs"] > 0 and stats["pairs_by_source"] == {
+        "ratings": 12,
+        "revisions": revisions["pairs"],
+    }
     records = [json.loads(line) for line in (out / "aift" / "revisions.jsonl").read_text().splitlines()]
     assert len(records) == 12 and all(isinstance(r["answer"], str) for r in records)
     report = (out / "report.md").read_text()
