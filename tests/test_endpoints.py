@@ -52,3 +52,21 @@ def test_hub_ids_are_identified_by_revision_and_served_models_by_name():
     assert resolve_model(EndpointConfig(model="org/teacher"), None).identity == "hub:org/teacher@main"
     served = resolve_model(EndpointConfig(model="gpt-x", backend="openai"), None)
     assert (served.identity, served.model_args) == ("served:gpt-x", None)
+
+
+def test_a_served_reference_is_identified_by_the_folder_it_names(tmp_path, tiny_model):
+    """`model: "@sft"` on an OpenAI-compatible server (vllm serve <the sft folder>): retraining dSFT changes the
+    identity, so AIFT does not reuse answers of the old weights."""
+    from westwind.recipe import load_recipe
+
+    sft = tmp_path / "out" / "sft"
+    shutil.copytree(tiny_model, sft)
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(f"output_dir: {tmp_path / 'out'}\nmodel: {{model_name_or_path: {tiny_model}}}\n")
+    recipe = load_recipe(recipe_path)
+    endpoint = EndpointConfig(model="@sft", backend="openai", base_url="http://127.0.0.1:1/v1")
+    first = resolve_model(endpoint, recipe)
+    assert first.path == str(sft) and first.identity.startswith(f"served:{sft}|local:")
+    weights = next(sft.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"retrained")
+    assert resolve_model(endpoint, recipe).identity != first.identity

@@ -4,7 +4,9 @@ backend loads, the model options it loads with, and a content identity that keys
 The identity changes whenever the model's outputs may: a local folder is identified by the names, sizes and
 sha256 of its weight, adapter, config and tokenizer files (digests are cached per path, size and mtime, so
 a 15 GB checkpoint is hashed once); a hub id by its revision; a served (openai) model by its name, the
-most an endpoint tells. AIFT and eval key their reuse on it, so retraining dSFT regenerates its candidates.
+most an endpoint tells, plus the folder's content when the name is this recipe's @reference (`model: "@sft"`
+with `vllm serve outputs/.../sft`, which serves the folder under its path). AIFT and eval key their reuse on
+it, so retraining dSFT regenerates its candidates.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def resolve_model(
     """Where `endpoint.model` points, with what options, and its content identity."""
     path = recipe.resolve_reference(endpoint.model) if recipe is not None else endpoint.model
     if endpoint.backend == "openai":
-        return ResolvedModel(path, None, f"served:{path}")
+        served = f"served:{path}"
+        if endpoint.model in REFERENCES and Path(path).is_dir():
+            served += "|" + model_identity(path, None, digest_cache)
+        return ResolvedModel(path, None, served)
     model_args = model_args_for(endpoint, path, recipe)
     return ResolvedModel(path, model_args, model_identity(path, model_args.model_revision, digest_cache))
 
