@@ -14,10 +14,9 @@ from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
 from westwind import aift
-from westwind.aift.workspace import latest_ok
 from westwind.data import preference_problem, to_preference
 from westwind.errors import RunError
-from westwind.io import Journal, read_jsonl
+from westwind.io import Journal, ShardedJournals, read_jsonl
 from westwind.recipe import load_recipe
 
 PROMPTS = 10
@@ -165,14 +164,15 @@ def test_changing_the_judge_rejudges_without_regenerating(reference_run, tmp_pat
 
 
 def test_journal_ignores_and_repairs_a_truncated_last_line(tmp_path):
-    path = tmp_path / "judged.jsonl"
+    path = tmp_path / "shards" / "00000-of-00001" / "judged.jsonl"
+    path.parent.mkdir(parents=True)
     path.write_text('{"prompt_id": "a", "status": "ok"}\n{"prompt_id": "b", "sta')
     assert [r["prompt_id"] for r in read_jsonl(path)] == ["a"]
     journal = Journal(path)
     journal.append({"prompt_id": "c", "status": "ok"})
     journal.close()
     assert [r["prompt_id"] for r in read_jsonl(path)] == ["a", "c"]
-    assert latest_ok(read_jsonl(path), ("prompt_id",)).keys() == {("a",), ("c",)}
+    assert ShardedJournals(tmp_path).finished("judged.jsonl", "prompt_id").keys() == {("a",), ("c",)}
 
 
 def test_local_llm_judge_parse_failures_are_counted(tmp_path, tiny_model, prompts_path):

@@ -6,7 +6,7 @@ import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
-from westwind.aift.workspace import GENERATED_KEY, ShardRun, latest_ok
+from westwind.aift.workspace import GENERATED_KEY, ShardRun
 from westwind.aift_config import GeneratorConfig
 from westwind.generation import ChatRequest, Result, build_backend, resolved_sampling
 from westwind.io import Journal
@@ -83,7 +83,7 @@ def candidate(generator: GeneratorConfig, result: Result, sample: int, completio
 
 def generate(run: ShardRun, journal: Journal) -> None:
     config, prompts, models, keys = run.config, run.prompts, run.models, run.keys
-    done = latest_ok(run.workspace.all_records("generated.jsonl"), GENERATED_KEY)
+    done = run.workspace.finished("generated.jsonl", *GENERATED_KEY)
     for index, generator in enumerate(config.generators):
         todo = [p for p in prompts if keys.generated(p, index) not in done]
         if not todo:

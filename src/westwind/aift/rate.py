@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from westwind.aift.workspace import GENERATED_KEY, JUDGED_KEY, Keys, ShardRun, latest_ok
+from westwind.aift.workspace import GENERATED_KEY, JUDGED_KEY, Keys, ShardRun
 from westwind.io import Journal
 from westwind.judges import JudgeItem, Judgment, Rating, make_judge
 from westwind.prompts import Prompt
@@ -58,10 +58,8 @@ def judged_record(judgment: Judgment, prompt: Prompt, candidates: list[dict], ke
 
 def judge(run: ShardRun, journal: Journal) -> None:
     config, prompts, keys, workspace = run.config, run.prompts, run.keys, run.workspace
-    judged = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
-    ready = ready_candidates(
-        prompts, keys, latest_ok(workspace.all_records("generated.jsonl"), GENERATED_KEY)
-    )
+    judged = workspace.finished("judged.jsonl", *JUDGED_KEY)
+    ready = ready_candidates(prompts, keys, workspace.finished("generated.jsonl", *GENERATED_KEY))
     todo = [p for p in prompts if p.prompt_id in ready and keys.judged(p) not in judged]
     if not todo:
         return

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from westwind.aift.workspace import REVISED_KEY, ShardRun, latest_ok
+from westwind.aift.workspace import REVISED_KEY, ShardRun
 from westwind.aift_config import revision_teacher
 from westwind.constitution import write_revisions
 from westwind.io import Journal
@@ -14,7 +14,7 @@ def revise(run: ShardRun, journal: Journal) -> None:
     config, keys, seed = run.config.revisions, run.keys, run.config.seed
     if config is None:
         return
-    done = latest_ok(run.workspace.all_records("revised.jsonl"), REVISED_KEY)
+    done = run.workspace.finished("revised.jsonl", *REVISED_KEY)
     todo = [p for p in run.prompts if keys.revised(p) not in done]
     if not todo:
         return

@@ -19,7 +19,6 @@ from westwind.aift.workspace import (
     Keys,
     ShardRun,
     Workspace,
-    latest_ok,
     make_keys,
     resolve_models,
 )
@@ -83,11 +82,11 @@ def finished(
     workspace: Workspace, prompts: list[Prompt], keys: Keys, config: AIFTConfig
 ) -> tuple[list[dict], list[dict] | None]:
     """The current settings' judged records and (with aift.revisions) revision records, in prompt order."""
-    judged = latest_ok(workspace.all_records("judged.jsonl"), JUDGED_KEY)
+    judged = workspace.finished("judged.jsonl", *JUDGED_KEY)
     judged_records = [judged[keys.judged(p)] for p in prompts if keys.judged(p) in judged]
     if config.revisions is None:
         return judged_records, None
-    revised = latest_ok(workspace.all_records("revised.jsonl"), REVISED_KEY)
+    revised = workspace.finished("revised.jsonl", *REVISED_KEY)
     return judged_records, [revised[keys.revised(p)] for p in prompts if keys.revised(p) in revised]
 
 

@@ -23,7 +23,7 @@ redoes exactly the affected work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from westwind.aift_config import AIFTConfig, fingerprint_fields, revision_teacher
 from westwind.constitution import revision_settings
 from westwind.endpoints import ResolvedModel, resolve_model
-from westwind.io import digest, read_jsonl
+from westwind.io import ShardedJournals, digest
 from westwind.prompts import Prompt
 
 GENERATED_KEY = ("prompt_id", "generator", "fingerprint")
@@ -41,24 +41,14 @@ JUDGED_KEY = ("prompt_id", "fingerprint")
 REVISED_KEY = ("prompt_id", "fingerprint")
 
 
-class Workspace:
+class Workspace(ShardedJournals):
     def __init__(self, root: Path):
-        self.root = root
-        self.shards = root / "shards"
+        super().__init__(root)
         self.ratings = root / "ratings.jsonl"
         self.revisions = root / "revisions.jsonl"
         self.dataset = root / "dataset"
         self.stats = root / "stats.json"
         self.digests = root / "model-digests.json"
-
-    def shard_dir(self, index: int, count: int) -> Path:
-        return self.shards / f"{index:05d}-of-{count:05d}"
-
-    def all_records(self, name: str) -> list[dict]:
-        records = []
-        for path in sorted(self.shards.glob(f"*/{name}")):
-            records += read_jsonl(path)
-        return records
 
     def split_files(self) -> list[Path]:
         return sorted(self.root.glob("*.jsonl"))
@@ -144,15 +134,6 @@ class ShardRun:
         with tqdm(total=len(todo), desc=description, unit="prompt", disable=not self.progress) as bar:
             for chunk in chunks(todo, self.config.chunk_size):
                 yield chunk, bar
-
-
-def latest_ok(records: Iterable[dict], key_fields: tuple[str, ...]) -> dict[tuple, dict]:
-    """The last successful record per key (records are in append order)."""
-    found: dict[tuple, dict] = {}
-    for record in records:
-        if record.get("status") == "ok":
-            found[tuple(record.get(k) for k in key_fields)] = record
-    return found
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
