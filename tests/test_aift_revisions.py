@@ -210,10 +210,11 @@ def test_revisions_of_the_sft_model_need_the_sft_stage(tmp_path, teacher, prompt
     from westwind import preflight
 
     section = aift_section(teacher, prompts_file)
-    section["revisions"]["answerer"] = {"model": "@sft", "backend": "transformers"}
-    recipe = load_recipe(write_recipe(tmp_path, "unused", section))
-    with pytest.raises(RecipeError, match="aift.revisions.answerer.model: @sft names the sft stage"):
-        preflight.check(recipe, ["aift"])
+    for answerer in ({"model": "@sft"}, {**teacher.endpoint(), "model": "@sft"}):  # local, or served
+        section["revisions"]["answerer"] = answerer
+        recipe = load_recipe(write_recipe(tmp_path, "unused", section))
+        with pytest.raises(RecipeError, match="aift.revisions.answerer.model: @sft names the sft stage"):
+            preflight.check(recipe, ["aift"])
 
 
 def test_distill_no_longer_takes_revisions(tmp_path):

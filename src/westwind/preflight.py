@@ -356,7 +356,8 @@ CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
 
 def check_endpoint(ctx: Context, endpoint: Any, key: str) -> None:
     model = getattr(endpoint, "model", None)
-    if model and endpoint.backend != "openai":
+    # An openai endpoint's model is a served name, except for this recipe's @references (a served @sft).
+    if model and (endpoint.backend != "openai" or model.startswith("@")):
         path = ctx.reference(model, f"{key}.model", JUDGE_REFERENCES if "judge" in key else MODEL_REFERENCES)
         if not model.startswith("@"):
             check_model_source(ctx, path, f"{key}.model")
