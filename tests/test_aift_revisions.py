@@ -138,11 +138,70 @@ def test_a_changed_constitution_redoes_only_the_revisions_and_equals_a_clean_run
     stats = run_all(rerun)
     assert {name: len(read_jsonl(shard / f"{name}.jsonl")) for name in journal_lines} == journal_lines
     assert teacher.served["revisions"] > served["revisions"]
-    assert stats["revisions"]["pairs_by_principle"].keys() <= {"brief"}
+    assert stats["revisions"]["pairs_by_principle"].keys() == {"brief"}
     (tmp_path / "clean").mkdir()
     clean = write_recipe(tmp_path / "clean", "unused", changed)
     run_all(clean)
     assert pairs(rerun) == pairs(clean)
+
+
+def test_turning_revisions_off_leaves_nothing_of_them_and_equals_a_clean_run(tmp_path, teacher, prompts_file):
+    from datasets import load_from_disk
+
+    with_revisions = aift_section(teacher, prompts_file)
+    without = {k: v for k, v in with_revisions.items() if k != "revisions"}
+    (tmp_path / "a").mkdir()
+    run_all(write_recipe(tmp_path / "a", "unused", with_revisions))
+    recipe_path = write_recipe(tmp_path / "a", "unused", without)
+    stats = run_all(recipe_path)
+    assert not {"revisions", "pairs_by_source", "revision_failures"} & stats.keys()
+    assert "unrevised" not in stats["prompts"]
+    root = load_recipe(recipe_path).stage_dir("aift")
+    assert not (root / "revisions.jsonl").exists()
+    columns = load_from_disk(str(root / "dataset"))["train"].column_names
+    assert "principle" not in columns and "source" in columns
+    (tmp_path / "clean").mkdir()
+    clean = write_recipe(tmp_path / "clean", "unused", without)
+    assert run_all(clean)["pairs"] == stats["pairs"] and pairs(clean) == pairs(recipe_path)
+
+
+def test_splits_share_one_schema_and_rebinarize_keeps_the_revision_pairs(reference):
+    from datasets import load_from_disk
+
+    recipe_path, stats = reference
+    recipe = load_recipe(recipe_path, stage="aift")
+    dataset = load_from_disk(recipe.resolve_reference("@aift"))
+    assert dataset["train"].features == dataset["test"].features  # push_to_hub checks this
+    rebinarized = aift.rebinarize(recipe, push=False)
+    assert rebinarized["revisions"] == stats["revisions"]
+    assert rebinarized["revision_failures"] == stats["revision_failures"]
+    revision_rows = [r for part in pairs(recipe_path).values() for r in part if r["source"] == "revision"]
+    assert len(revision_rows) == stats["revisions"]["pairs"]
+
+
+def test_a_split_without_revision_pairs_has_the_same_schema():
+    from westwind.aift.run import split_by_prompt
+
+    def row(prompt_id: str, source: str) -> dict:
+        revision = source == "revision"
+        return {
+            "prompt": [{"role": "user", "content": prompt_id}],
+            "prompt_id": prompt_id,
+            "chosen": [{"role": "assistant", "content": "good"}],
+            "rejected": [{"role": "assistant", "content": "bad"}],
+            "score_chosen": None if revision else 2.0,
+            "score_rejected": None if revision else 1.0,
+            "source": source,
+            "principle": "honest" if revision else None,
+        }
+
+    rated = [row(f"p{i}", "ratings") for i in range(10)]
+    train = split_by_prompt(rated, 0.2, seed=0)["train"]["prompt_id"]
+    rows = [*rated, row(train[0], "revision")]  # the revision pair follows its prompt into train
+    dataset = split_by_prompt(rows, 0.2, seed=0)
+    assert dataset["test"]["source"] == ["ratings", "ratings"] and "revision" in dataset["train"]["source"]
+    assert dataset["train"].features == dataset["test"].features
+    assert dataset["test"].features["principle"].dtype == "string"
 
 
 def test_shards_and_merge_equal_a_single_run(tmp_path, reference, teacher, prompts_file):
@@ -224,5 +283,5 @@ def test_distill_no_longer_takes_revisions(tmp_path):
             {"output_dir": str(tmp_path), "model": {"model_name_or_path": "m"}, "distill": {"revisions": {}}}
         )
     )
-    with pytest.raises(RecipeError, match="revisions"):
+    with pytest.raises(RecipeError, match="distill.revisions: unknown key"):
         load_recipe(path)

@@ -70,3 +70,21 @@ def test_a_served_reference_is_identified_by_the_folder_it_names(tmp_path, tiny_
     weights = next(sft.glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-8] + b"retrained")
     assert resolve_model(endpoint, recipe).identity != first.identity
+
+
+def test_cached_outputs_are_keyed_on_the_inherited_chat_template_and_dtype(tmp_path, tiny_model):
+    """`@sft` takes chat_template and dtype from the recipe's model section: changing either must not reuse
+    AIFT candidates or eval answers made under the old ones (the folder's identity is unchanged)."""
+    from westwind.recipe import load_recipe
+
+    recipe_path = tmp_path / "recipe.yaml"
+    seen = set()
+    for template, dtype in (("zephyr", "float32"), ("chatml", "float32"), ("zephyr", "bfloat16")):
+        recipe_path.write_text(
+            f"output_dir: {tmp_path / 'out'}\n"
+            f"model: {{model_name_or_path: {tiny_model}, chat_template: {template}, dtype: {dtype}}}\n"
+        )
+        resolved = resolve_model(EndpointConfig(model="@base"), load_recipe(recipe_path))
+        assert resolved.fingerprint.startswith(resolved.identity)
+        seen.add(resolved.fingerprint)
+    assert len(seen) == 3

@@ -43,6 +43,15 @@ class ResolvedModel:
     model_args: ModelArgs | None  # None for openai (the server holds the model)
     identity: str  # a content identity (see the module doc)
 
+    @property
+    def fingerprint(self) -> str:
+        """The identity plus the load options that change what the model writes (chat template, dtype): what
+        cached outputs are keyed on. `@sft` inherits them from the recipe's model section."""
+        if self.model_args is None:
+            return self.identity
+        options = [self.model_args.chat_template, self.model_args.dtype]
+        return self.identity + "|" + digest(options, 16)
+
 
 def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None) -> ModelArgs:
     """@sft/@dpo/@rm/@base inherit the recipe's model options; other models get only the endpoint's own."""

@@ -96,7 +96,7 @@ def generate_answers(
     from the same model (its content identity) and sampling."""
     generator = GeneratorConfig(model=reference, sampling=config.sampling, batch_size=config.batch_size)
     model = resolve_model(generator, recipe)
-    key = digest([model.identity, dataclasses.asdict(config.sampling), seed], 16)
+    key = digest([model.fingerprint, dataclasses.asdict(config.sampling), seed], 16)
     cached = {row["prompt_id"]: row["answer"] for row in read_jsonl(path) if row.get("key") == key}
     if all(p.prompt_id in cached for p in prompts):
         return [cached[p.prompt_id] for p in prompts]

@@ -72,9 +72,10 @@ def run_shard(recipe: Recipe, index: int = 0, count: int = 1, progress: bool = T
     counts["judged"] = len(judged)
     if recipe.aift.revisions is not None:
         counts["revised"] = len(revised)
-    counts["unfinished"] = (
-        len(prompts) - len(judged) + (len(prompts) - len(revised) if revised is not None else 0)
-    )
+    done = {r["prompt_id"] for r in judged}
+    if revised is not None:
+        done &= {r["prompt_id"] for r in revised}
+    counts["unfinished"] = len(prompts) - len(done)  # prompts missing a judgment or a revision
     return counts
 
 
@@ -128,11 +129,12 @@ def rebinarize(recipe: Recipe, push: bool = True) -> dict[str, Any]:
             raise AIFTError(f"{workspace.revisions} does not exist: run the AIFT stage with aift.revisions")
         revisions = read_jsonl(workspace.revisions)
     previous = json.loads(workspace.stats.read_text()) if workspace.stats.exists() else {}
-    kept = {
-        k: previous[k]
-        for k in ("prompts", "generation_failures", "judge_failures", "parse_failures", "revision_failures")
-        if k in previous
-    }
+    names = ["prompts", "generation_failures", "judge_failures", "parse_failures"]
+    if revisions is not None:
+        names.append("revision_failures")
+    kept = {k: previous[k] for k in names if k in previous}
+    if revisions is None and "prompts" in kept:
+        kept["prompts"] = {k: v for k, v in kept["prompts"].items() if k != "unrevised"}
     return finish(recipe, workspace, records, revisions, kept, push)
 
 
@@ -162,8 +164,9 @@ def finish(
     config = recipe.aift
     rated, dropped = binarize_all(records, config.binarize, config.seed)
     stats.update(pair_stats(records, rated, dropped, config))
-    rows = [{**row, "source": "ratings", "principle": None} for row in rated]
+    rows = [{**row, "source": "ratings"} for row in rated]
     if revisions is not None:
+        rows = [{**row, "principle": None} for row in rows]
         revised, stats["revisions"] = pair_rows(
             revisions, config.revisions.answerer.model, revision_teacher(config).model
         )
@@ -202,14 +205,17 @@ def split_by_prompt(rows: list[dict], test_split_size: float | None, seed: int):
     revised = [row for row in rows if row["source"] != "ratings"]
     if not test_split_size or not revised:
         return split(Dataset.from_list(rows), test_split_size, seed)
-    parts = {"train": [], "test": []}
-    if rated:
-        for name, part in split(Dataset.from_list(rated), test_split_size, seed).items():
+    features = Dataset.from_list(rows).features  # one schema for every split (None-only columns included)
+    parts: dict[str, list[dict]] = {"train": [], "test": []}
+    if len(rated) > 1:
+        for name, part in split(Dataset.from_list(rated, features=features), test_split_size, seed).items():
             parts[name] = part.to_list()
     home = {row["prompt_id"]: name for name, part in parts.items() for row in part}
-    for row in revised:
+    for row in revised + ([] if len(rated) > 1 else rated):
         draw = random.Random(stable_seed(seed, row["prompt_id"], "split")).random()
         parts[home.get(row["prompt_id"]) or ("test" if draw < test_split_size else "train")].append(row)
     if not parts["train"]:
         raise DataError(f"test_split_size: {test_split_size} of {len(rows)} pair(s) leaves no training pair")
-    return DatasetDict({name: Dataset.from_list(part) for name, part in parts.items() if part})
+    return DatasetDict(
+        {name: Dataset.from_list(part, features=features) for name, part in parts.items() if part}
+    )

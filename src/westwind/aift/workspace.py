@@ -102,10 +102,10 @@ def resolve_models(config: AIFTConfig, recipe: Any, workspace: Workspace) -> Mod
 
 def make_keys(config: AIFTConfig, models: Models) -> Keys:
     generators = [
-        fingerprint([fingerprint_fields(g), config.seed, m.identity])
+        fingerprint([fingerprint_fields(g), config.seed, m.fingerprint])
         for g, m in zip(config.generators, models.generators, strict=True)
     ]
-    identity = models.judge.identity if models.judge is not None else None
+    identity = models.judge.fingerprint if models.judge is not None else None
     judge = fingerprint([fingerprint_fields(config.judge), config.seed, generators, identity])
     return Keys(generators, judge, revisions_key(config, models))
 
@@ -113,8 +113,8 @@ def make_keys(config: AIFTConfig, models: Models) -> Keys:
 def revisions_key(config: AIFTConfig, models: Models) -> str | None:
     if config.revisions is None:
         return None
-    answerer = [fingerprint_fields(config.revisions.answerer), models.answerer.identity]
-    reviser = [fingerprint_fields(revision_teacher(config)), models.reviser.identity]
+    answerer = [fingerprint_fields(config.revisions.answerer), models.answerer.fingerprint]
+    reviser = [fingerprint_fields(revision_teacher(config)), models.reviser.fingerprint]
     return fingerprint([answerer, reviser, revision_settings(config.revisions), config.seed])
 
 
