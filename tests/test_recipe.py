@@ -195,3 +195,18 @@ def test_dpo_choices_are_read_from_trl_metadata():
         DPO_CHOICES["f_divergence_type"][0] == "reverse_kl"
         and "js_divergence" in DPO_CHOICES["f_divergence_type"]
     )
+
+
+def test_every_reference_names_its_stage_folder_and_every_allowed_list_is_known(recipe_file):
+    from westwind import preflight
+    from westwind.recipe import REFERENCES
+
+    recipe = load_recipe(recipe_file)
+    for name, (stage, folder) in REFERENCES.items():
+        path = recipe.resolve_reference(name)
+        if stage is None:
+            assert path == recipe.model.model_name_or_path
+        else:
+            assert path == str(recipe.stage_dir(stage) / folder if folder else recipe.stage_dir(stage))
+    assert recipe.resolve_reference("org/model") == "org/model"
+    assert set(preflight.JUDGE_REFERENCES) <= REFERENCES.keys()

@@ -21,9 +21,8 @@ from typing import Any
 
 from westwind.aift_config import EndpointConfig
 from westwind.io import STAGE_MARKER, atomic_write_json, digest, read_json
-from westwind.recipe import ModelArgs
+from westwind.recipe import MODEL_REFERENCES, ModelArgs
 
-REFERENCES = ("@sft", "@dpo", "@rm", "@base")  # this recipe's models: they inherit its model options
 # Files that describe a training run, not the model: they may change without the weights changing.
 NOT_MODEL_FILES = {
     STAGE_MARKER,
@@ -55,7 +54,7 @@ class ResolvedModel:
 
 def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None) -> ModelArgs:
     """@sft/@dpo/@rm/@base inherit the recipe's model options; other models get only the endpoint's own."""
-    if recipe is not None and endpoint.model in REFERENCES:
+    if recipe is not None and endpoint.model in MODEL_REFERENCES:  # this recipe's models: its model options
         return dataclasses.replace(
             recipe.model,
             model_name_or_path=path,
@@ -78,7 +77,7 @@ def resolve_model(
     path = recipe.resolve_reference(endpoint.model) if recipe is not None else endpoint.model
     if endpoint.backend == "openai":
         served = f"served:{path}"
-        if endpoint.model in REFERENCES and Path(path).is_dir():
+        if endpoint.model in MODEL_REFERENCES and Path(path).is_dir():
             served += "|" + model_identity(path, None, digest_cache)
         return ResolvedModel(path, None, served)
     model_args = model_args_for(endpoint, path, recipe)

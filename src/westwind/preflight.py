@@ -22,17 +22,11 @@ from typing import Any
 from westwind.callables import CallableImportError, load_callable
 from westwind.errors import DataError, RecipeError, exit_on_user_error
 from westwind.launch_check import check_launch_compatibility, load_accelerate_config
-from westwind.recipe import Recipe, load_recipe, looks_local
+from westwind.recipe import REFERENCES, Recipe, load_recipe, looks_local
 from westwind.stages import STAGES
 
-REFERENCE_STAGES = {
-    "@distill": "distill",
-    "@sft": "sft",
-    "@aift": "aift",
-    "@rm": "rm",
-    "@dpo": "dpo",
-}
-MODEL_REFERENCES = ("@base", "@sft", "@dpo")
+# Where each kind of @reference (westwind.recipe.REFERENCES) may be used.
+MODEL_REFERENCES = ("@base", "@sft", "@dpo")  # models that write: generators, answerers, eval
 JUDGE_REFERENCES = (*MODEL_REFERENCES, "@rm")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Without use_peft these would be ignored while full training runs: refused. lora_target_modules alone is the
@@ -148,7 +142,7 @@ class Context:
         if value not in allowed:
             raise self.fail(key, f"unknown reference {value!r} (here: {', '.join(allowed)})")
         path = self.recipe.resolve_reference(value)
-        producer = REFERENCE_STAGES.get(value)
+        producer = REFERENCES[value][0]
         if producer is None:
             return path
         if getattr(self.recipe, producer) is None and not Path(path).exists():

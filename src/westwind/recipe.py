@@ -118,6 +118,18 @@ class RMStageExtras(StageData):
     use_peft: bool | None = None  # None: model.use_peft
 
 
+# Every @reference: the stage whose output it names (None: @base, the recipe's own model) and the folder in
+# that stage's directory holding it ("": the stage directory itself, a model).
+REFERENCES: dict[str, tuple[str | None, str]] = {
+    "@base": (None, ""),
+    "@distill": ("distill", "dataset"),
+    "@sft": ("sft", ""),
+    "@aift": ("aift", "dataset"),
+    "@rm": ("rm", ""),
+    "@dpo": ("dpo", ""),
+}
+MODEL_REFERENCES = tuple(name for name, (_, folder) in REFERENCES.items() if not folder)
+
 # The config classes behind each section, for --help (westwind.usage).
 SECTION_CLASSES: dict[str, tuple[type, ...]] = {
     "model": (ModelArgs,),
@@ -154,18 +166,13 @@ class Recipe:
         return self.output_dir / stage
 
     def resolve_reference(self, value: str) -> str:
-        """Turn @base / @sft / @rm / @dpo / @aift / @distill into a concrete model or dataset path."""
-        if value == "@base":
+        """Turn a @reference (REFERENCES) into a concrete model or dataset path; other values are returned."""
+        if value not in REFERENCES:
+            return value
+        stage, folder = REFERENCES[value]
+        if stage is None:
             return self.model.model_name_or_path
-        if value == "@sft":
-            return str(self.stage_dir("sft"))
-        if value == "@aift":
-            return str(self.stage_dir("aift") / "dataset")
-        if value in ("@dpo", "@rm"):
-            return str(self.stage_dir(value[1:]))
-        if value == "@distill":
-            return str(self.stage_dir("distill") / "dataset")
-        return value
+        return str(self.stage_dir(stage) / folder) if folder else str(self.stage_dir(stage))
 
 
 # ---------------------------------------------------------------- loading
