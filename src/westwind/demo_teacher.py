@@ -35,7 +35,8 @@ class BadRequest(ValueError):
 
 
 def style_for(prompt: str, seed: int | None) -> str:
-    """"quick" for a QUICK_SHARE of (seed, prompt) pairs, else "steps"; the same pair always draws the same."""
+    """The answer style of a (seed, prompt) pair: `quick` for a QUICK_SHARE of pairs, else `steps`; the same
+    pair always draws the same style."""
     draw = random.Random(json.dumps([seed, prompt])).random()
     return "quick" if draw < QUICK_SHARE else "steps"
 
@@ -98,12 +99,19 @@ def chat_completion(body: Any) -> dict[str, Any]:
         "created": int(time.time()),
         "model": body.get("model") or MODEL,
         "choices": choices,
-        "usage": {"prompt_tokens": len(prompt), "completion_tokens": used, "total_tokens": len(prompt) + used},
+        "usage": {
+            "prompt_tokens": len(prompt),
+            "completion_tokens": used,
+            "total_tokens": len(prompt) + used,
+        },
     }
 
 
 def models_list() -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "westwind"}]}
+    return {
+        "object": "list",
+        "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "westwind"}],
+    }
 
 
 class Handler(BaseHTTPRequestHandler):
