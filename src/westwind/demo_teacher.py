@@ -130,18 +130,23 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(400, error_body(str(error), "invalid_request_error"))
 
     def reply(self, status: int, value: dict[str, Any]) -> None:
-        payload = json.dumps(value).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:
-            pass  # the client hung up
+        send_json(self, status, value)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # thousands of requests per demo run: no access log
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, value: dict[str, Any]) -> None:
+    """Answer an http.server request with a JSON body; a client that hung up is not an error."""
+    payload = json.dumps(value).encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+    except OSError:
+        pass  # the client hung up (a killed run)
 
 
 def error_body(message: str, kind: str) -> dict[str, Any]:
