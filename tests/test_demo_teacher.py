@@ -147,3 +147,12 @@ def test_the_demo_distill_recipe_distils_correct_answers_from_the_teacher(teache
     assert styles == {"steps", "quick"}
     stats = json.loads((out / "distill" / "stats.json").read_text())
     assert stats["dialogues"]["kept"] == 100 and stats["teacher_failures"] == {"failed_items": 0}
+
+
+def test_a_port_in_use_is_one_error_line_and_exit_2(teacher_url):
+    port = teacher_url.split(":")[-1].split("/")[0]
+    command = [sys.executable, "-m", "westwind.demo_teacher", "--port", port]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: 127.0.0.1:{port}: cannot listen")
+    assert result.stderr.count("\n") == 1, result.stderr
