@@ -111,6 +111,9 @@ def test_max_tokens_cuts_the_reply_with_finish_reason_length(teacher_url):
         json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Write a poem."}]}).encode(),
         json.dumps({"model": MODEL, "messages": []}).encode(),
         json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Sort 3 1."}], "n": 0}).encode(),
+        json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": "Sort 3 1."}], "stop": [1]}
+        ).encode(),
         b"{not json",
     ],
 )

@@ -71,6 +71,13 @@ def positive_int(body: dict[str, Any], *names: str) -> int | None:
     return None
 
 
+def stop_strings(value: Any) -> list[str]:
+    stop = [value] if isinstance(value, str) else value or []
+    if not isinstance(stop, list) or not all(isinstance(marker, str) for marker in stop):
+        raise BadRequest("`stop` must be a string or a list of strings")
+    return stop
+
+
 def chat_completion(body: Any) -> dict[str, Any]:
     """The response body for a chat completion request body; BadRequest when it cannot be answered."""
     if not isinstance(body, dict):
@@ -84,8 +91,7 @@ def chat_completion(body: Any) -> dict[str, Any]:
         raise BadRequest("`seed` must be an integer")
     n = positive_int(body, "n") or 1
     max_tokens = positive_int(body, "max_completion_tokens", "max_tokens")
-    stop = body.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
+    stop = stop_strings(body.get("stop"))
     choices, used = [], 0
     for index in range(n):
         draw_seed = None if seed is None else seed + index
