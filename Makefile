@@ -39,7 +39,7 @@ DEMO_TEACHER_URL = http://127.0.0.1:$(DEMO_TEACHER_PORT)/v1
 DISTILL_OUT = $(if $(filter command line environment,$(origin DEMO_OUT)),$(DEMO_OUT),outputs/demo-cpu-distill$(if $(filter-out 0,$(SEED)),-seed$(SEED)))
 
 demo-distill:  ## the demo with dSFT data distilled from a local teacher server: distill -> dSFT -> AIFT -> dDPO -> eval
-	$(PY) -m westwind.demo_teacher --port $(DEMO_TEACHER_PORT) & teacher=$$!; \
+	ready=; $(PY) -m westwind.demo_teacher --port $(DEMO_TEACHER_PORT) & teacher=$$!; \
 	trap 'kill $$teacher 2>/dev/null' EXIT; \
 	for i in $$(seq 150); do \
 		kill -0 $$teacher 2>/dev/null || break; \
