@@ -1,4 +1,4 @@
-.PHONY: install test test-fast lint format bench demo
+.PHONY: install test test-fast lint format bench demo demo-distill
 
 PY ?= python
 
@@ -28,6 +28,31 @@ DEMO_OUT ?= outputs/demo-cpu$(if $(filter-out 0,$(SEED)),-seed$(SEED))
 demo:  ## the whole recipe on a CPU: build the tiny student, then dSFT -> AIFT -> dDPO -> eval
 	westwind init-model --out $(DEMO_OUT)/base --data data/demo/sft.jsonl --seed $(SEED)
 	westwind run recipes/demo-cpu.yaml --output_dir $(DEMO_OUT) --model.model_name_or_path $(DEMO_OUT)/base \
+		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
+
+# `make demo-distill`: the same demo, but its dSFT dialogues are distilled from a teacher endpoint: a local
+# OpenAI-compatible server (westwind.demo_teacher, an oracle for the demo's tasks) started for the run and
+# stopped after it, also on failure. The student's tokenizer is trained on the distilled rows. Same SEED as
+# `demo` (the dialogues stay the same across seeds); DEMO_OUT given on the command line still wins.
+DEMO_TEACHER_PORT ?= 8765
+DEMO_TEACHER_URL = http://127.0.0.1:$(DEMO_TEACHER_PORT)/v1
+DISTILL_OUT = $(if $(filter command line environment,$(origin DEMO_OUT)),$(DEMO_OUT),outputs/demo-cpu-distill$(if $(filter-out 0,$(SEED)),-seed$(SEED)))
+
+demo-distill:  ## the demo with dSFT data distilled from a local teacher server: distill -> dSFT -> AIFT -> dDPO -> eval
+	ready=; $(PY) -m westwind.demo_teacher --port $(DEMO_TEACHER_PORT) & teacher=$$!; \
+	trap 'kill $$teacher 2>/dev/null' EXIT; \
+	for i in $$(seq 150); do \
+		kill -0 $$teacher 2>/dev/null || break; \
+		$(PY) -c "import urllib.request as r; r.urlopen('$(DEMO_TEACHER_URL)/models', timeout=1)" 2>/dev/null \
+			&& ready=1 && break; \
+		sleep 0.2; \
+	done; \
+	test -n "$$ready" || { echo "error: the demo teacher did not start on port $(DEMO_TEACHER_PORT)" >&2; exit 1; }; \
+	westwind distill recipes/demo-cpu-distill.yaml --output_dir $(DISTILL_OUT) \
+		--distill.teacher.base_url $(DEMO_TEACHER_URL) \
+	&& westwind init-model --out $(DISTILL_OUT)/base --data $(DISTILL_OUT)/distill/train.jsonl --seed $(SEED) \
+	&& westwind run recipes/demo-cpu-distill.yaml --output_dir $(DISTILL_OUT) \
+		--model.model_name_or_path $(DISTILL_OUT)/base --distill.teacher.base_url $(DEMO_TEACHER_URL) \
 		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
 
 bench:  ## side-by-side benchmarks vs the TRL CLI (tables + benchmarks/results/*.json); see docs/benchmarks.md

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from westwind.demo_teacher import send_json
+
 SYLLABLES = ["ba", "ko", "ti", "rel", "mu", "san", "dor", "vi", "lek", "pa", "zu", "nor", "fi", "gal", "te"]
 VOCAB = sorted({a + b for a in SYLLABLES for b in SYLLABLES})  # 225 made-up words
 VERBS = ["Explain", "Describe", "Summarize", "Compare", "Classify", "Rewrite", "List", "Suggest"]
@@ -132,15 +134,7 @@ class ScriptedTeacher:
                 )
 
             def reply(self, status: int, value: dict) -> None:
-                payload = json.dumps(value).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client hung up (a killed run)
+                send_json(self, status, value)
 
             def log_message(self, *args) -> None:
                 pass

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from westwind.demo_tasks import DEMO_MIX, GENERATORS, demo_splits, generate, main, verify, write_demo_data
+from westwind.demo_tasks import (
+    DEMO_MIX,
+    GENERATORS,
+    demo_splits,
+    generate,
+    main,
+    problem_from_prompt,
+    verify,
+    write_demo_data,
+)
 
 EVERY_TASK = dict.fromkeys(GENERATORS, 1)
 
@@ -62,6 +71,21 @@ def test_worked_answers_end_with_the_reference_computed_independently():
         assert last == f"Answer: {example.reference}"
         assert len(working) >= (2 if example.style == "steps" else 1), example.answer
         assert verify(example.prompt, example.answer, example.reference) == 1.0
+
+
+def test_problem_from_prompt_reads_back_every_generated_problem():
+    for example in generate(300, seed=2, quick_share=0.5, mix=EVERY_TASK):
+        problem = problem_from_prompt(f" {example.prompt}\n")
+        assert (problem.task, problem.reference) == (example.task, example.reference)
+        assert problem.answer(example.style) == example.answer
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["Write a poem.", "What is 5 + 123?", "What is 05 + 12?", "Reverse the word Kabot.", "Sort 12 3.", ""],
+)
+def test_problem_from_prompt_refuses_other_shapes(prompt):
+    assert problem_from_prompt(prompt) is None
 
 
 def test_quick_share_sets_the_share_of_one_go_answers():

@@ -58,7 +58,10 @@ def addition(rng: random.Random) -> Problem:
     Fixed widths everywhere (operands, step lines) put every digit a step needs at a fixed distance,
     which a tiny model learns far sooner than a variable-width layout.
     """
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return addition_problem(rng.randint(10, 99), rng.randint(10, 99))
+
+
+def addition_problem(a: int, b: int) -> Problem:
     steps, carry = [], 0
     for digit_a, digit_b in zip(str(a)[::-1], str(b)[::-1], strict=True):
         total = int(digit_a) + int(digit_b) + carry
@@ -73,7 +76,10 @@ def sorting(rng: random.Random) -> Problem:
     No one-go answer: a tiny model sorts digits directly about as well as step by step, so a one-go
     style here would teach dDPO the opposite lesson from the other tasks.
     """
-    numbers = [rng.randint(0, 9) for _ in range(4)]
+    return sorting_problem([rng.randint(0, 9) for _ in range(4)])
+
+
+def sorting_problem(numbers: list[int]) -> Problem:
     remaining, steps = list(numbers), []
     while len(remaining) > 1:
         smallest = min(remaining)
@@ -85,7 +91,10 @@ def sorting(rng: random.Random) -> Problem:
 
 def reversal(rng: random.Random) -> Problem:
     """Reverse a made-up word, worked by spelling it forwards then backwards."""
-    word = pseudo_word(rng)
+    return reversal_problem(pseudo_word(rng))
+
+
+def reversal_problem(word: str) -> Problem:
     steps = ("-".join(word), "-".join(reversed(word)))
     return Problem(
         "reverse", f"Reverse the word {word}.", steps, f"{word} reversed is {word[::-1]}", word[::-1]
@@ -94,7 +103,10 @@ def reversal(rng: random.Random) -> Problem:
 
 def digit_sum(rng: random.Random) -> Problem:
     """Add four single digits, worked as a running total: `total+digit=new two-digit total`."""
-    digits = [rng.randint(0, 9) for _ in range(4)]
+    return digit_sum_problem([rng.randint(0, 9) for _ in range(4)])
+
+
+def digit_sum_problem(digits: list[int]) -> Problem:
     steps, total = [], digits[0]
     for digit in digits[1:]:
         steps.append(f"{total:02d}+{digit}={total + digit:02d}")
@@ -105,7 +117,10 @@ def digit_sum(rng: random.Random) -> Problem:
 
 def vowel_removal(rng: random.Random) -> Problem:
     """Drop the vowels of a made-up word, worked by spelling it then listing the kept letters."""
-    word = pseudo_word(rng)
+    return vowel_removal_problem(pseudo_word(rng))
+
+
+def vowel_removal_problem(word: str) -> Problem:
     kept = "".join(letter for letter in word if letter not in VOWELS)
     steps = ("-".join(word), "-".join(kept))
     prompt = f"Remove the vowels from {word}."
@@ -125,6 +140,32 @@ GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
     "sum": digit_sum,
     "vowels": vowel_removal,
 }
+# Each task's prompt, read back: the pattern its generator writes and the builder of the same Problem. Only the
+# shapes the generators write parse (2-digit addition, lower-case made-up words, single digits).
+PARSERS: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str]], Problem]]] = {
+    "add": (
+        re.compile(r"What is ([1-9]\d) \+ ([1-9]\d)\?"),
+        lambda m: addition_problem(int(m[1]), int(m[2])),
+    ),
+    "sort": (re.compile(r"Sort (\d(?: \d)+)\."), lambda m: sorting_problem(_digits(m[1], " "))),
+    "reverse": (re.compile(r"Reverse the word ([a-z]+)\."), lambda m: reversal_problem(m[1])),
+    "sum": (re.compile(r"What is (\d(?: \+ \d)+)\?"), lambda m: digit_sum_problem(_digits(m[1], " + "))),
+    "vowels": (re.compile(r"Remove the vowels from ([a-z]+)\."), lambda m: vowel_removal_problem(m[1])),
+}
+
+
+def problem_from_prompt(text: str) -> Problem | None:
+    """The Problem a generator would have made for this prompt (surrounding whitespace ignored), else None."""
+    for pattern, build in PARSERS.values():
+        if match := pattern.fullmatch(text.strip()):
+            return build(match)
+    return None
+
+
+def _digits(text: str, separator: str) -> list[int]:
+    return [int(digit) for digit in text.split(separator)]
+
+
 # The CPU demo's task mix (relative weights). Addition gets double weight: it is where working step by step
 # pays off most for a tiny student, so it carries most of the dDPO gain.
 DEMO_MIX: dict[str, int] = {"add": 2, "reverse": 1, "sort": 1}
