@@ -10,8 +10,8 @@ beta, loss, checkpointing, seeds, chat template, binarize policy) and swaps only
   equal `dtype` (the recipe itself pairs bfloat16 with bfloat16).
 - data: every hub dataset becomes a tiny local jsonl in the same columns; `split` becomes "train".
 - aift: the openai generators and judge need servers; one `@sft` transformers generator (n=2) and a
-  deterministic verifier judge replace them; the verifier needs a `reference` column, so the prompt datasets'
-  `columns` gain one; dpo gets `drop_invalid_rows: true` because the 2-step tiny generator sometimes
+  deterministic verifier judge replace them (and for aift.revisions the tiny `@sft` answers, the tiny base
+  revises); the verifier needs a `reference` column, so the prompt datasets' `columns` gain one; dpo gets `drop_invalid_rows: true` because the 2-step tiny generator sometimes
   writes empty completions. Prompts are a tiny local jsonl; binarize and seed are kept.
 - speed: max_steps 2, batch 2, no accumulation, max_length 64, bf16 off, save every 2 steps.
 """
@@ -129,6 +129,13 @@ def shrink(recipe: dict[str, Any], model_dir: Path, data: Path, out: Path) -> di
                 entry["columns"] = [*entry["columns"], "reference"]  # the verifier judge scores against it
         aift["generators"] = [tiny_generator("@sft", n=2, max_new_tokens=8)]
         aift["judge"] = {"kind": "verifier", "function": "aift_helpers:hash_score"}
+        if (
+            "revisions" in aift
+        ):  # served models too: the tiny @sft answers, the tiny base critiques and revises
+            revisions = aift["revisions"]
+            revisions.update(answerer={"model": "@sft"}, teacher={"model": "@base"})
+            for key in ("sampling", "teacher_sampling"):
+                revisions[key] = {**revisions[key], "max_new_tokens": 8}
         # A random tiny model trained for 2 steps sometimes emits eos at once; westwind rightly refuses the
         # resulting empty-completion pairs unless told to drop them.
         raw["dpo"]["drop_invalid_rows"] = True
@@ -203,6 +210,10 @@ def test_shipped_recipe_runs_every_stage(shipped: Path, tmp_path: Path, tiny_mod
         run_stage("aift", recipe_path)
         dataset_dir = tmp_path / "out" / "aift" / "dataset"
         assert dataset_dir.is_dir() and any(dataset_dir.iterdir())
+        stats = json.loads((tmp_path / "out" / "aift" / "stats.json").read_text())
+        if "revisions" in raw["aift"]:
+            counts = stats["revisions"]
+            assert counts["prompts"] == 12 == counts["pairs"] + sum(counts["dropped"].values())
 
     dpo_output = run_stage("dpo", recipe_path)
     assert_saved_model(tmp_path / "out" / "dpo", adapter)
