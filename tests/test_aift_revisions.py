@@ -179,6 +179,20 @@ def test_splits_share_one_schema_and_rebinarize_keeps_the_revision_pairs(referen
     assert len(revision_rows) == stats["revisions"]["pairs"]
 
 
+def test_rebinarize_refuses_files_merged_under_other_settings(tmp_path, teacher, prompts_file):
+    recipe_path = write_recipe(tmp_path, "unused", aift_section(teacher, prompts_file))
+    run_all(recipe_path)
+    assert aift.rebinarize(load_recipe(recipe_path, stage="aift"), push=False)["revisions"]["pairs"] > 0
+    constitution = '[{"name": "brief", "critique": "Too long?", "revision": "Shorter."}]'
+    for override in (
+        ["--aift.revisions.constitution", constitution],
+        ["--aift.judge.function", "aift_helpers:length_score"],
+    ):
+        changed = load_recipe(recipe_path, override, stage="aift")
+        with pytest.raises(aift.AIFTError, match="other generator, judge or revision settings"):
+            aift.rebinarize(changed, push=False)
+
+
 def test_a_split_without_revision_pairs_has_the_same_schema():
     from westwind.aift.run import split_by_prompt
 

@@ -145,5 +145,11 @@ def test_reruns_through_earlier_settings_equal_a_clean_run(tmp_path, tiny_model,
         }
         dataset = load_from_disk(str(root / "dataset"))
         outputs[directory] = (files, {split: dataset[split].to_list() for split in dataset})
-    assert set(outputs[history][0]) == {"ratings.jsonl", "stats.json", "train.jsonl", "test.jsonl"}
+    assert set(outputs[history][0]) == {
+        "ratings.jsonl",
+        "merged-keys.json",
+        "stats.json",
+        "train.jsonl",
+        "test.jsonl",
+    }
     assert outputs[history] == outputs[clean]

@@ -26,7 +26,15 @@ from westwind.aift_config import AIFTConfig, revision_teacher
 from westwind.binarize import binarize_all
 from westwind.constitution import pair_rows
 from westwind.errors import DataError, RunError
-from westwind.io import Journal, atomic_write_jsonl, atomic_write_text, read_jsonl, save_dataset_atomic
+from westwind.io import (
+    Journal,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_json,
+    read_jsonl,
+    save_dataset_atomic,
+)
 from westwind.prompts import Prompt, in_shard, load_prompts
 from westwind.recipe import Recipe
 from westwind.seeding import stable_seed
@@ -107,6 +115,7 @@ def merge(recipe: Recipe, allow_partial: bool = False, push: bool = True) -> dic
         )
     records.sort(key=lambda r: r["prompt_id"])
     atomic_write_jsonl(workspace.ratings, records)
+    atomic_write_json(workspace.merged_keys, keys.settings())
     stats = {"prompts": {**prompt_counts, "missing": missing}, **failure_stats(workspace, prompts, keys)}
     if revisions is not None:
         revisions.sort(key=lambda r: r["prompt_id"])
@@ -118,10 +127,18 @@ def merge(recipe: Recipe, allow_partial: bool = False, push: bool = True) -> dic
 
 def rebinarize(recipe: Recipe, push: bool = True) -> dict[str, Any]:
     """Rebuild the pairs from ratings.jsonl (and revisions.jsonl) under the recipe's (new) binarize policy;
-    no model runs."""
+    no model runs. Refused when those files were merged under other generator, judge or revision settings."""
     workspace = Workspace(recipe.stage_dir("aift"))
     if not workspace.ratings.exists():
         raise AIFTError(f"{workspace.ratings} does not exist: run (or --merge) the AIFT stage first")
+    if (
+        workspace.merged_keys.exists()
+        and read_json(workspace.merged_keys) != current_keys(recipe, workspace)[1].settings()
+    ):
+        raise AIFTError(
+            f"{workspace.ratings.name} was made under other generator, judge or revision settings than the "
+            "recipe's: run the AIFT stage (without --rebinarize) to redo what they change"
+        )
     records = read_jsonl(workspace.ratings)
     revisions = None
     if recipe.aift.revisions is not None:

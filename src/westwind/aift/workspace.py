@@ -9,6 +9,7 @@ Layout under `<output_dir>/aift`:
     model-digests.json                  sha256 of model files, by path, size and mtime (a cache)
     ratings.jsonl                       every judged prompt of the last merge, all candidates and ratings
     revisions.jsonl                     with aift.revisions: every revision record of the last merge
+    merged-keys.json                    the settings keys of that merge (checked by --rebinarize)
     dataset/                            DatasetDict (train[, test]) for the dpo stage (`@aift`)
     train.jsonl[, test.jsonl], stats.json
 
@@ -46,6 +47,9 @@ class Workspace(ShardedJournals):
         super().__init__(root)
         self.ratings = root / "ratings.jsonl"
         self.revisions = root / "revisions.jsonl"
+        self.merged_keys = (
+            root / "merged-keys.json"
+        )  # the settings keys ratings/revisions.jsonl were made under
         self.dataset = root / "dataset"
         self.stats = root / "stats.json"
         self.digests = root / "model-digests.json"
@@ -72,6 +76,10 @@ class Keys:
 
     def judged(self, prompt: Prompt) -> tuple:
         return (prompt.prompt_id, fingerprint([self.judge, prompt.messages, prompt.reference]))
+
+    def settings(self) -> dict[str, Any]:
+        """What the merged files depend on besides the prompts (the judge's key holds every generator's)."""
+        return {"judge": self.judge, "revisions": self.revisions}
 
     def revised(self, prompt: Prompt) -> tuple:
         return (prompt.prompt_id, fingerprint([self.revisions, prompt.messages]))
