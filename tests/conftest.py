@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,19 @@ def write_recipe(path: Path, recipe: dict) -> Path:
 @pytest.fixture
 def recipe_file(tmp_path, tiny_model, sft_jsonl, dpo_jsonl) -> Path:
     return write_recipe(tmp_path / "recipe.yaml", tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl))
+
+
+def wait_for_records(path: Path, count: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until the journal at `path` holds `count` records (to kill a stage mid-run); fail if the process
+    exits first or the records do not come in time."""
+    from westwind.io import read_jsonl
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the stage exited early ({process.returncode}):\n{process.stdout.read()[-3000:]}")
+        if path.exists() and len(read_jsonl(path)) >= count:
+            return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"no {count} records in {path} within {timeout}s")

@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 from aift_helpers import REPO, tiny_generator, write_recipe
-from conftest import make_conversations, write_jsonl
+from conftest import make_conversations, wait_for_records, write_jsonl
 from datasets import load_from_disk
 
 from westwind import aift
@@ -41,18 +40,6 @@ def script(recipe_path, delay: float) -> subprocess.Popen:
     }
     command = [sys.executable, str(REPO / "scripts" / "run_aift.py"), str(recipe_path), "--no-progress"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_records(path, count: int, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"run_aift exited early ({process.returncode}):\n{process.stdout.read()[-3000:]}")
-        if path.exists() and len(read_jsonl(path)) >= count:
-            return
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"no {count} judged records within {timeout}s")
 
 
 @pytest.mark.slow

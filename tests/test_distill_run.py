@@ -8,11 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
-from conftest import REPO, make_conversations, shared_file, write_jsonl
+from conftest import REPO, make_conversations, shared_file, wait_for_records, write_jsonl
 from distill_helpers import ScriptedTeacher, distill_section, write_distill_recipe
 from test_aift_openai import server  # noqa: F401  (the AIFT tests' `transformers serve` fixture)
 
@@ -157,18 +156,6 @@ def test_failed_requests_fail_the_run_and_the_next_run_retries_them(reference, t
     assert outputs(recipe_path) == outputs(reference[0])
 
 
-def wait_for_lines(path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"run_distill exited early ({process.returncode}):\n{process.stdout.read()[-3000:]}")
-        if path.exists() and len(read_jsonl(path)) >= count:
-            return
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"no {count} records in {path} within {timeout}s")
-
-
 def test_kill_9_mid_stage_then_rerun_equals_a_clean_run(reference, tmp_path):
     with ScriptedTeacher(delay=0.1) as slow:
         recipe_path = make_recipe(tmp_path, slow)
@@ -186,7 +173,7 @@ def test_kill_9_mid_stage_then_rerun_equals_a_clean_run(reference, tmp_path):
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         shard = load_recipe(recipe_path).stage_dir("distill") / "shards" / "00000-of-00001"
-        wait_for_lines(shard / "dialogues.jsonl", 4, process)
+        wait_for_records(shard / "dialogues.jsonl", 4, process, timeout=120)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL

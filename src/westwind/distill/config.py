@@ -5,7 +5,7 @@ Validated by `westwind.schema.build(DistillConfig, raw, "distill")` like `aift:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from westwind.aift_config import (
     DecontaminationConfig,
@@ -13,6 +13,7 @@ from westwind.aift_config import (
     JudgeConfig,
     PromptsConfig,
     SamplingConfig,
+    key,
 )
 
 # Self-Instruct's filter (Wang et al. 2023): instructions about things a text model cannot see or do.
@@ -37,30 +38,22 @@ UNSUITABLE_KEYWORDS = (
 class InstructionsConfig:
     """Self-Instruct bootstrapping: few-shot prompts of seed + generated instructions, kept when novel."""
 
-    seed_tasks: str = field(
-        metadata={"help": "JSONL in the Self-Instruct seed format (instruction, instances)."}
+    seed_tasks: str = key(help="JSONL in the Self-Instruct seed format (instruction, instances).")
+    sampling: SamplingConfig = key(help="The teacher's sampling for an instruction list.")
+    target: int = key(100, help="Stop once this many instructions are kept.")
+    seeds_per_prompt: int = key(6, help="Human seed instructions shown per prompt.")
+    generated_per_prompt: int = key(2, help="Already kept instructions shown per prompt.")
+    new_per_prompt: int = key(8, help="How many new instructions a prompt asks for.")
+    requests_per_round: int = key(8, help="Prompts sent at once; kept instructions update between rounds.")
+    max_rounds: int = key(100, help="Give up (with a count) after this many rounds.")
+    rouge_threshold: float = key(
+        0.7, help="Drop an instruction whose ROUGE-L F1 with a kept one reaches this."
     )
-    sampling: SamplingConfig = field(metadata={"help": "The teacher's sampling for an instruction list."})
-    target: int = field(default=100, metadata={"help": "Stop once this many instructions are kept."})
-    seeds_per_prompt: int = field(default=6, metadata={"help": "Human seed instructions shown per prompt."})
-    generated_per_prompt: int = field(
-        default=2, metadata={"help": "Already kept instructions shown per prompt."}
-    )
-    new_per_prompt: int = field(default=8, metadata={"help": "How many new instructions a prompt asks for."})
-    requests_per_round: int = field(
-        default=8, metadata={"help": "Prompts sent at once; kept instructions update between rounds."}
-    )
-    max_rounds: int = field(default=100, metadata={"help": "Give up (with a count) after this many rounds."})
-    rouge_threshold: float = field(
-        default=0.7, metadata={"help": "Drop an instruction whose ROUGE-L F1 with a kept one reaches this."}
-    )
-    min_words: int = field(default=3, metadata={"help": "Drop instructions shorter than this (words)."})
-    max_words: int = field(default=150, metadata={"help": "Drop instructions longer than this (words)."})
-    unsuitable_keywords: list[str] = field(
-        default_factory=lambda: list(UNSUITABLE_KEYWORDS),
-        metadata={
-            "help": "Drop instructions containing any of these words (Self-Instruct's list by default)."
-        },
+    min_words: int = key(3, help="Drop instructions shorter than this (words).")
+    max_words: int = key(150, help="Drop instructions longer than this (words).")
+    unsuitable_keywords: list[str] = key(
+        factory=lambda: list(UNSUITABLE_KEYWORDS),
+        help="Drop instructions containing any of these words (Self-Instruct's list by default).",
     )
 
     def __post_init__(self) -> None:
@@ -77,23 +70,19 @@ class InstructionsConfig:
 class DialoguesConfig:
     """UltraChat-style dialogues: the teacher answers, a user simulator writes the next user turn."""
 
-    sampling: SamplingConfig = field(metadata={"help": "The teacher's sampling for an assistant turn."})
-    prompts: PromptsConfig | None = field(
-        default=None,
-        metadata={"help": "Opening prompts from datasets (unset: the bootstrapped instructions)."},
+    sampling: SamplingConfig = key(help="The teacher's sampling for an assistant turn.")
+    prompts: PromptsConfig | None = key(
+        None, help="Opening prompts from datasets (unset: the bootstrapped instructions)."
     )
-    user: EndpointConfig | None = field(
-        default=None, metadata={"help": "The user simulator's endpoint (unset: the teacher)."}
+    user: EndpointConfig | None = key(None, help="The user simulator's endpoint (unset: the teacher).")
+    user_sampling: SamplingConfig | None = key(
+        None, help="The simulator's sampling (unset: the assistant's)."
     )
-    user_sampling: SamplingConfig | None = field(
-        default=None, metadata={"help": "The simulator's sampling (unset: the assistant's)."}
+    system_prompt: str | None = key(
+        None, help="The teacher's system prompt while answering (not stored in rows)."
     )
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "The teacher's system prompt while answering (not stored in rows)."}
-    )
-    turn_weights: list[float] = field(
-        default_factory=lambda: [1.0],
-        metadata={"help": "Weight of 1, 2, 3... assistant turns per dialogue, e.g. [0.5, 0.3, 0.2]."},
+    turn_weights: list[float] = key(
+        factory=lambda: [1.0], help="Weight of 1, 2, 3... assistant turns per dialogue, e.g. [0.5, 0.3, 0.2]."
     )
 
     def __post_init__(self) -> None:
@@ -105,11 +94,9 @@ class DialoguesConfig:
 class QualityConfig:
     """LIMA-style "less but better": a judge scores each dialogue's last answer in context; the best are kept."""
 
-    judge: JudgeConfig = field(metadata={"help": "An AIFT judge: ultrafeedback, reward_model or verifier."})
-    keep: int | None = field(
-        default=None, metadata={"help": "Keep the best this many dialogues (unset: all)."}
-    )
-    min_score: float | None = field(default=None, metadata={"help": "Drop dialogues scored below this."})
+    judge: JudgeConfig = key(help="An AIFT judge: ultrafeedback, reward_model or verifier.")
+    keep: int | None = key(None, help="Keep the best this many dialogues (unset: all).")
+    min_score: float | None = key(None, help="Drop dialogues scored below this.")
 
     def __post_init__(self) -> None:
         if self.judge.kind == "pairwise":
@@ -122,22 +109,20 @@ class QualityConfig:
 
 @dataclass
 class DistillConfig:
-    teacher: EndpointConfig = field(metadata={"help": "The teacher model (any AIFT backend)."})
-    dialogues: DialoguesConfig = field(metadata={"help": "How dialogues are written."})
-    instructions: InstructionsConfig | None = field(
-        default=None, metadata={"help": "Self-Instruct bootstrapping (unset: dialogues.prompts)."}
+    teacher: EndpointConfig = key(help="The teacher model (any AIFT backend).")
+    dialogues: DialoguesConfig = key(help="How dialogues are written.")
+    instructions: InstructionsConfig | None = key(
+        None, help="Self-Instruct bootstrapping (unset: dialogues.prompts)."
     )
-    decontaminate: DecontaminationConfig | None = field(
-        default=None, metadata={"help": "Drop instructions sharing a word n-gram with an eval set."}
+    decontaminate: DecontaminationConfig | None = key(
+        None, help="Drop instructions sharing a word n-gram with an eval set."
     )
-    quality: QualityConfig | None = field(
-        default=None, metadata={"help": "Score dialogues with a judge and keep the best (LIMA-style)."}
+    quality: QualityConfig | None = key(
+        None, help="Score dialogues with a judge and keep the best (LIMA-style)."
     )
-    seed: int = field(default=42, metadata={"help": "Seeds every sample and draw."})
-    test_split_size: float | None = field(default=None, metadata={"help": "Fraction held out as `test`."})
-    chunk_size: int = field(
-        default=32, metadata={"help": "Dialogues written (and persisted) per unit of work."}
-    )
+    seed: int = key(42, help="Seeds every sample and draw.")
+    test_split_size: float | None = key(None, help="Fraction held out as `test`.")
+    chunk_size: int = key(32, help="Dialogues written (and persisted) per unit of work.")
 
     def __post_init__(self) -> None:
         if (self.instructions is None) == (self.dialogues.prompts is None):
