@@ -31,7 +31,7 @@ demo:  ## the whole recipe on a CPU: build the tiny student, then dSFT -> AIFT -
 		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
 
 # `make demo-distill`: the same demo, but its dSFT dialogues are distilled from a teacher endpoint: a local
-# OpenAI-compatible server (westwind.demo_teacher, an oracle for the demo's tasks) started for the run and
+# OpenAI-compatible server (westwind.demo.teacher, an oracle for the demo's tasks) started for the run and
 # stopped after it, also on failure. The student's tokenizer is trained on the distilled rows. Same SEED as
 # `demo` (the dialogues stay the same across seeds); DEMO_OUT given on the command line still wins.
 DEMO_TEACHER_PORT ?= 8765
@@ -39,7 +39,7 @@ DEMO_TEACHER_URL = http://127.0.0.1:$(DEMO_TEACHER_PORT)/v1
 DISTILL_OUT = $(if $(filter command line environment,$(origin DEMO_OUT)),$(DEMO_OUT),outputs/demo-cpu-distill$(if $(filter-out 0,$(SEED)),-seed$(SEED)))
 
 demo-distill:  ## the demo with dSFT data distilled from a local teacher server: distill -> dSFT -> AIFT -> dDPO -> eval
-	ready=; $(PY) -m westwind.demo_teacher --port $(DEMO_TEACHER_PORT) & teacher=$$!; \
+	ready=; $(PY) -m westwind.demo.teacher --port $(DEMO_TEACHER_PORT) & teacher=$$!; \
 	trap 'kill $$teacher 2>/dev/null' EXIT; \
 	for i in $$(seq 150); do \
 		kill -0 $$teacher 2>/dev/null || break; \

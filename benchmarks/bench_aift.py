@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ENV, REPO, build_tiny_model, print_table, save_result, seed_pairs
-from westwind.aift_config import EndpointConfig, SamplingConfig
+from westwind.aift.config import EndpointConfig, SamplingConfig
 from westwind.generation import ChatRequest, Result, build_backend
 
 

@@ -111,8 +111,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def build_tiny_model(out: Path, hidden_size: int = 128, num_layers: int = 4, vocab_size: int = 1024) -> Path:
-    """A random-weight Llama (westwind.tiny) with a BPE tokenizer trained on the benchmark texts."""
-    from westwind.tiny import build_model, build_tokenizer
+    """A random-weight Llama (westwind.demo.tiny) with a BPE tokenizer trained on the benchmark texts."""
+    from westwind.demo.tiny import build_model, build_tokenizer
 
     if (out / "config.json").is_file():
         return out

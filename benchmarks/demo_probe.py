@@ -34,10 +34,10 @@ from datasets import Dataset, load_dataset  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
 
-from westwind.chat_templates import apply_chat_template_choice  # noqa: E402
-from westwind.demo_tasks import verify, write_demo_data  # noqa: E402
-from westwind.init_model import init_model  # noqa: E402
-from westwind.significance import wilson_interval  # noqa: E402
+from westwind.demo.init_model import init_model  # noqa: E402
+from westwind.demo.tasks import verify, write_demo_data  # noqa: E402
+from westwind.evaluation.significance import wilson_interval  # noqa: E402
+from westwind.training.chat_templates import apply_chat_template_choice  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

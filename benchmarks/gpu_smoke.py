@@ -168,7 +168,7 @@ def build_models(root: Path, tiny: bool) -> dict[str, Path]:
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig
 
-    from westwind.tiny import build_tokenizer
+    from westwind.demo.tiny import build_tokenizer
 
     tokenizer = build_tokenizer([" ".join(random.Random(i).choices(WORDS, k=40)) for i in range(200)], 400)
     shapes = {
@@ -237,9 +237,9 @@ def variant_settings(stage: str, variant: str, tiny: bool) -> tuple[dict[str, An
 def run_one(stage, variant, work, models, data, steps, attn, cpu, tiny) -> Run:
     import torch
 
-    from westwind import data as westwind_data
-    from westwind import training
-    from westwind.recipe import load_recipe
+    from westwind.recipe.core import load_recipe
+    from westwind.training import data as westwind_data
+    from westwind.training import trainer as training
 
     model_updates, values = variant_settings(stage, variant, tiny)
     run = Run(stage, variant, {**model_updates, **values})

@@ -91,7 +91,7 @@ def tiny_corpus() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, tiny_corpus) -> dict[str, Path]:
     """Paths to saved tiny models, one per architecture, sharing one tokenizer."""
-    from westwind.tiny import build_model, build_tokenizer
+    from westwind.demo.tiny import build_model, build_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-models")
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=400)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from westwind.demo_teacher import send_json
+from westwind.demo.teacher import send_json
 
 SYLLABLES = ["ba", "ko", "ti", "rel", "mu", "san", "dor", "vi", "lek", "pa", "zu", "nor", "fi", "gal", "te"]
 VOCAB = sorted({a + b for a in SYLLABLES for b in SYLLABLES})  # 225 made-up words

@@ -20,11 +20,11 @@ import pytest
 from aift_helpers import write_recipe
 from conftest import make_conversations, write_jsonl
 
-from westwind.aift_config import JudgeConfig, SamplingConfig
+from westwind.aift.config import JudgeConfig, SamplingConfig
 from westwind.endpoints import resolve_model
 from westwind.io import read_jsonl
 from westwind.judges import make_judge
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 from westwind.stages import aift as aift_stage
 
 API_KEY = "sk-westwind-test-SECRET-4242"

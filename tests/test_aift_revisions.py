@@ -11,14 +11,15 @@ from aift_helpers import write_recipe
 from conftest import write_jsonl
 from distill_helpers import ScriptedTeacher
 
-from westwind import aift
-from westwind.aift_config import revision_teacher
-from westwind.constitution import DEFAULT_CONSTITUTION
-from westwind.data import preference_problem
-from westwind.demo_tasks import generate, prompt_row
+from westwind.aift import run as aift
+from westwind.aift.config import revision_teacher
+from westwind.aift.constitution import DEFAULT_CONSTITUTION
+from westwind.aift.stats import summary
+from westwind.demo.tasks import generate, prompt_row
 from westwind.errors import RecipeError
 from westwind.io import read_jsonl
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training.data import preference_problem
 
 PROMPTS = 24
 
@@ -85,8 +86,8 @@ def test_every_prompt_makes_a_revision_pair_or_a_counted_drop(reference):
     assert stats["pairs_by_source"]["revisions"] == revisions["pairs"]
     assert sum(stats["pairs"].values()) == revisions["pairs"] + stats["pairs_by_source"]["ratings"]
     assert stats["revision_failures"]  # the teacher's injected 500/429/garbage replies were retried, counted
-    summary = aift.summary(stats)
-    assert "revisions: prompts 24" in summary and "identical_revision" in summary
+    text = summary(stats)
+    assert "revisions: prompts 24" in text and "identical_revision" in text
 
 
 def test_revision_pairs_join_the_rated_pairs_in_the_dpo_dataset(reference):
@@ -280,7 +281,7 @@ def test_constitution_entries_are_checked(tmp_path, teacher, prompts_file):
 
 
 def test_revisions_of_the_sft_model_need_the_sft_stage(tmp_path, teacher, prompts_file):
-    from westwind import preflight
+    from westwind.recipe import preflight
 
     section = aift_section(teacher, prompts_file)
     for answerer in ({"model": "@sft"}, {**teacher.endpoint(), "model": "@sft"}):  # local, or served

@@ -13,11 +13,11 @@ from aift_helpers import tiny_generator, write_recipe
 from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
-from westwind import aift
-from westwind.data import preference_problem, to_preference
+from westwind.aift import run as aift
 from westwind.errors import RunError
 from westwind.io import Journal, ShardedJournals, read_jsonl
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training.data import preference_problem, to_preference
 
 PROMPTS = 10
 

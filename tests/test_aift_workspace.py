@@ -12,9 +12,9 @@ from aift_helpers import tiny_generator, write_recipe
 from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
-from westwind import aift
+from westwind.aift import run as aift
 from westwind.io import read_jsonl
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 PROMPTS = 6
 

@@ -9,12 +9,13 @@ import pytest
 from aift_helpers import write_recipe
 from conftest import shared_file
 
-from westwind import aift
-from westwind.aift_config import BinarizeConfig
-from westwind.binarize import binarize, binarize_all
+from westwind.aift import run as aift
+from westwind.aift.binarize import binarize, binarize_all
+from westwind.aift.config import BinarizeConfig
+from westwind.aift.prompts import prompt_id, to_messages
+from westwind.aift.workspace import Workspace
 from westwind.io import atomic_write_jsonl
-from westwind.prompts import prompt_id, to_messages
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 
 def record(scores: list, texts: list[str] | None = None, prompt: str = "Name a colour.") -> dict:
@@ -143,7 +144,7 @@ def write_ratings(tmp_path, records: list[dict], policy: str = "best_vs_random")
         },
     )
     recipe = load_recipe(recipe_path, stage="aift")
-    workspace = aift.Workspace(recipe.stage_dir("aift"))
+    workspace = Workspace(recipe.stage_dir("aift"))
     atomic_write_jsonl(workspace.ratings, records)
     return recipe_path, workspace
 

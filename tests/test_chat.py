@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, tiny_recipe, write_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from westwind.chat_templates import ZEPHYR
+from westwind.training.chat_templates import ZEPHYR
 
 
 def expected_reply(model_dir, messages, max_new_tokens, template=None, model=None) -> str:

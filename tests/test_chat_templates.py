@@ -6,7 +6,7 @@ import pytest
 from conftest import make_conversations, make_preferences
 from transformers import AutoTokenizer
 
-from westwind.chat_templates import (
+from westwind.training.chat_templates import (
     OWN_TEMPLATES,
     TEMPLATES,
     apply_chat_template_choice,

@@ -9,9 +9,9 @@ import pytest
 from conftest import make_conversations, make_preferences, tiny_recipe, write_jsonl, write_recipe
 from trl.scripts.utils import DatasetConfig
 
-from westwind import data
 from westwind.errors import DataError, RecipeError
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training import data
 
 
 def user(text):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from westwind.demo_tasks import (
+from westwind.demo.tasks import (
     DEMO_MIX,
     GENERATORS,
     demo_splits,

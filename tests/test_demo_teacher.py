@@ -1,4 +1,4 @@
-"""The demo teacher: a real OpenAI-compatible server (started as `python -m westwind.demo_teacher`) whose
+"""The demo teacher: a real OpenAI-compatible server (started as `python -m westwind.demo.teacher`) whose
 replies are correct worked answers in both styles, and the demo-distill recipe's distill stage against it."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from conftest import REPO
 
-from westwind.demo_tasks import GENERATORS, QUICK_SHARE, generate, problem_from_prompt, verify
-from westwind.demo_teacher import MODEL, style_for
+from westwind.demo.tasks import GENERATORS, QUICK_SHARE, generate, problem_from_prompt, verify
+from westwind.demo.teacher import MODEL, style_for
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -31,7 +31,7 @@ def free_port() -> int:
 def teacher_url():
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "westwind.demo_teacher", "--port", str(port)],
+        [sys.executable, "-m", "westwind.demo.teacher", "--port", str(port)],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -154,7 +154,7 @@ def test_the_demo_distill_recipe_distils_correct_answers_from_the_teacher(teache
 
 def test_a_port_in_use_is_one_error_line_and_exit_2(teacher_url):
     port = teacher_url.split(":")[-1].split("/")[0]
-    command = [sys.executable, "-m", "westwind.demo_teacher", "--port", port]
+    command = [sys.executable, "-m", "westwind.demo.teacher", "--port", port]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: 127.0.0.1:{port}: cannot listen")

@@ -9,9 +9,9 @@ import pytest
 from conftest import shared_file, tiny_recipe, write_recipe
 from distill_helpers import distill_section
 
-from westwind import preflight
 from westwind.errors import RecipeError
-from westwind.recipe import load_recipe
+from westwind.recipe import preflight
+from westwind.recipe.core import load_recipe
 from westwind.stages import OUTPUTS, STAGES
 
 TEACHER = {"model": "teacher", "backend": "openai", "base_url": "http://127.0.0.1:9/v1"}

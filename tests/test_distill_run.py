@@ -18,7 +18,7 @@ from test_aift_openai import server  # noqa: F401  (the AIFT tests' `transformer
 from westwind.distill import run
 from westwind.errors import RunError
 from westwind.io import read_jsonl
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 OUTPUTS = ("instructions.jsonl", "train.jsonl", "test.jsonl")
 
@@ -227,7 +227,7 @@ def test_westwind_run_goes_from_seed_tasks_to_an_evaluated_ddpo_model(
     the dSFT model's answers) -> dDPO -> eval, offline, with every drop counted in report.md."""
     from conftest import tiny_recipe, write_recipe
 
-    from westwind.demo_tasks import generate, prompt_row
+    from westwind.demo.tasks import generate, prompt_row
 
     examples = generate(24, seed=5)
     prompts = write_jsonl(tmp_path / "data" / "prompts.jsonl", [prompt_row(e) for e in examples[:12]])
@@ -255,7 +255,7 @@ def test_westwind_run_goes_from_seed_tasks_to_an_evaluated_ddpo_model(
         recipe["eval"] = {
             "prompts": {"datasets": [{"path": str(held_out)}]},
             "sampling": {"max_new_tokens": 8},
-            "verifier": "westwind.demo_tasks:verify",
+            "verifier": "westwind.demo.tasks:verify",
         }
         path = write_recipe(tmp_path / "recipe.yaml", recipe)
         env = {

@@ -8,8 +8,9 @@ from conftest import tiny_recipe, write_recipe
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM
 
-from westwind import data, training
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training import data
+from westwind.training import trainer as training
 
 
 def sequence_logps(model, batch) -> torch.Tensor:

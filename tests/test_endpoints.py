@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 import types
 
-from westwind.aift_config import EndpointConfig
+from westwind.aift.config import EndpointConfig
 from westwind.endpoints import model_args_for, model_identity, resolve_model
 from westwind.io import write_stage_marker
-from westwind.recipe import ModelArgs
+from westwind.recipe.core import ModelArgs
 
 
 def test_at_sft_and_base_inherit_the_recipe_model_options():
@@ -57,7 +57,7 @@ def test_hub_ids_are_identified_by_revision_and_served_models_by_name():
 def test_a_served_reference_is_identified_by_the_folder_it_names(tmp_path, tiny_model):
     """`model: "@sft"` on an OpenAI-compatible server (vllm serve <the sft folder>): retraining dSFT changes the
     identity, so AIFT does not reuse answers of the old weights."""
-    from westwind.recipe import load_recipe
+    from westwind.recipe.core import load_recipe
 
     sft = tmp_path / "out" / "sft"
     shutil.copytree(tiny_model, sft)
@@ -75,7 +75,7 @@ def test_a_served_reference_is_identified_by_the_folder_it_names(tmp_path, tiny_
 def test_cached_outputs_are_keyed_on_the_inherited_chat_template_and_dtype(tmp_path, tiny_model):
     """`@sft` takes chat_template and dtype from the recipe's model section: changing either must not reuse
     AIFT candidates or eval answers made under the old ones (the folder's identity is unchanged)."""
-    from westwind.recipe import load_recipe
+    from westwind.recipe.core import load_recipe
 
     recipe_path = tmp_path / "recipe.yaml"
     seen = set()

@@ -9,12 +9,18 @@ import types
 import pytest
 from aift_helpers import ScriptedBackend
 
-from westwind import evaluation
-from westwind.aift_config import JudgeConfig, SamplingConfig
-from westwind.evaluation import generate_answers, paired, parse_single_rating, single_answer_scores, win_rate
+from westwind.aift.config import JudgeConfig, SamplingConfig
+from westwind.aift.prompts import Prompt, prompt_id
+from westwind.evaluation import run as evaluation
+from westwind.evaluation.run import (
+    generate_answers,
+    paired,
+    parse_single_rating,
+    single_answer_scores,
+    win_rate,
+)
 from westwind.io import read_jsonl
 from westwind.judges import ParseFailure
-from westwind.prompts import Prompt, prompt_id
 
 
 @pytest.mark.parametrize(
@@ -63,7 +69,7 @@ def test_pairwise_win_rate_counts_an_unreadable_verdict_as_failed_not_a_tie(monk
 
 
 def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():
-    judge = JudgeConfig(kind="verifier", function="westwind.demo_tasks:verify")
+    judge = JudgeConfig(kind="verifier", function="westwind.demo.tasks:verify")
     items = prompts(["a", "b", "c", "d"])
     for item, reference in zip(items, ["1", "2", "3", "4"], strict=True):
         item.reference = reference

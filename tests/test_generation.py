@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_conversations
 
-from westwind.aift_config import EndpointConfig, GeneratorConfig, SamplingConfig
+from westwind.aift.config import EndpointConfig, GeneratorConfig, SamplingConfig
 from westwind.endpoints import resolve_model
 from westwind.generation import (
     BackendUnavailable,

@@ -8,7 +8,7 @@ from conftest import make_conversations, make_preferences, tiny_recipe, write_js
 
 from westwind import identity
 from westwind.pipeline import stage_hashes
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from westwind.demo_tasks import write_demo_data
-from westwind.init_model import MANIFEST, init_model, main
-from westwind.tiny import build_tokenizer
+from westwind.demo.init_model import MANIFEST, init_model, main
+from westwind.demo.tasks import write_demo_data
+from westwind.demo.tiny import build_tokenizer
 
 SIZES = {"eval": 8, "prompts": 8, "sft": 200}
 SMALL = {"vocab_size": 320, "hidden_size": 32, "num_layers": 2, "num_heads": 2}

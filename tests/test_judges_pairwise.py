@@ -7,9 +7,9 @@ from collections import Counter
 
 from aift_helpers import ScriptedBackend
 
-from westwind.aift_config import SamplingConfig
+from westwind.aift.config import SamplingConfig
+from westwind.aift.prompts import to_messages
 from westwind.judges import JudgeItem, PairwiseJudge
-from westwind.prompts import to_messages
 
 SAMPLING = SamplingConfig(max_new_tokens=512)
 

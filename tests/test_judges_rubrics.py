@@ -9,10 +9,10 @@ import re
 import pytest
 from conftest import shared_file
 
-from westwind.aift_config import ASPECTS
+from westwind.aift.config import ASPECTS
+from westwind.aift.prompts import to_messages
 from westwind.judges.parsers import parse_ratings
 from westwind.judges.rubrics import RUBRICS, TYPED_ASPECTS, rating_messages
-from westwind.prompts import to_messages
 
 
 def shown_texts(messages: list[dict]) -> list[str]:

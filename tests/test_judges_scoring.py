@@ -7,9 +7,9 @@ import math
 import pytest
 from aift_helpers import save_tiny_reward_model
 
+from westwind.aift.prompts import to_messages
 from westwind.judges import JudgeItem, RewardModelJudge, VerifierJudge
-from westwind.prompts import to_messages
-from westwind.recipe import ModelArgs
+from westwind.recipe.core import ModelArgs
 
 
 def test_reward_model_scores_are_batch_independent(tiny_model, tmp_path):

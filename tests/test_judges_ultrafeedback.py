@@ -11,13 +11,13 @@ import pytest
 from aift_helpers import ScriptedBackend, native_ratings
 from test_judges_rubrics import shown_texts
 
+from westwind.aift.config import ASPECTS, JudgeConfig, SamplingConfig
+from westwind.aift.prompts import to_messages
 from westwind.aift.rate import rated_candidate
 from westwind.aift.stats import score_by_position, summary
-from westwind.aift_config import ASPECTS, JudgeConfig, SamplingConfig
 from westwind.judges import JudgeItem, UltraFeedbackJudge
 from westwind.judges.rubrics import RUBRICS, TYPED_ASPECTS
-from westwind.prompts import to_messages
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 SAMPLING = SamplingConfig(max_new_tokens=512)
 

@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from westwind.errors import RecipeError
-from westwind.launch_check import (
+from westwind.recipe.core import load_recipe
+from westwind.recipe.launch_check import (
     accelerate_config_from_env,
     check_launch_compatibility,
     load_accelerate_config,
     zero_stage,
 )
-from westwind.preflight import launch_check_main as main
-from westwind.recipe import load_recipe
+from westwind.recipe.preflight import launch_check_main as main
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = REPO / "recipes" / "accelerate"

@@ -11,7 +11,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from westwind import merge
-from westwind.tiny import build_model
+from westwind.demo.tiny import build_model
 
 TEXT = "<|user|>\nreverse: the quick dog</s>\n<|assistant|>\ndog quick the"
 
@@ -62,7 +62,7 @@ def test_lora_merge_matches_the_adapter_model(tmp_path, tiny_model, sft_jsonl, d
 
 def test_qlora_merge_is_into_unquantized_weights(tmp_path, tiny_corpus, sft_jsonl, dpo_jsonl):
     # bitsandbytes' CPU 4-bit kernels need layers at least one quant block (64) wide.
-    from westwind.tiny import build_tokenizer
+    from westwind.demo.tiny import build_tokenizer
 
     model_dir = tmp_path / "wide"
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=400)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from westwind import models
-from westwind.recipe import ModelArgs
+from westwind.recipe.core import ModelArgs
+from westwind.training import models
 
 
 def test_chatml_models_stop_at_im_end(tiny_models):
@@ -22,8 +22,9 @@ def fraction_of_weights_changed(tmp_path, tiny_model, sft_jsonl, dpo_jsonl) -> t
     import torch
     from conftest import tiny_recipe, write_recipe
 
-    from westwind import data, training
-    from westwind.recipe import load_recipe
+    from westwind.recipe.core import load_recipe
+    from westwind.training import data
+    from westwind.training import trainer as training
 
     tweaks = {"bf16": True, "use_cpu": True, "learning_rate": 5e-7, "max_steps": 4, "warmup_steps": 0}
     raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft=tweaks)
@@ -74,8 +75,9 @@ def test_packing_follows_the_attention_that_runs(monkeypatch, capsys):
 def test_a_packing_recipe_pads_when_flash_attention_is_missing(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
     from conftest import tiny_recipe, write_recipe
 
-    from westwind import data, training
-    from westwind.recipe import load_recipe
+    from westwind.recipe.core import load_recipe
+    from westwind.training import data
+    from westwind.training import trainer as training
 
     raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft={"packing": True, "max_length": 256})
     raw["model"]["attn_implementation"] = "flash_attention_2"  # not installed here: sdpa runs

@@ -88,7 +88,7 @@ def test_fsdp_qlora_sft_saves_the_adapter_and_dpo_continues_it(tmp_path, tiny_co
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from westwind.tiny import build_model, build_tokenizer
+    from westwind.demo.tiny import build_model, build_tokenizer
 
     model_dir = tmp_path / "mistral"
     tokenizer = build_tokenizer(tiny_corpus, vocab_size=400)

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from westwind.new_recipe import FAMILY_BY_NAME, LLAMA3_TEMPLATE, YamlLines, detect_family, main, render_value
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.recipe.new_recipe import (
+    FAMILY_BY_NAME,
+    LLAMA3_TEMPLATE,
+    YamlLines,
+    detect_family,
+    main,
+    render_value,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ZEPHYR = REPO / "recipes" / "zephyr-7b.yaml"
@@ -220,7 +227,10 @@ def test_module_entry_point(tmp_path):
     out = tmp_path / "q.yaml"
     args = ["--from", str(ZEPHYR), "--model", "Qwen/Qwen2.5-0.5B", "--out", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "westwind.new_recipe", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "westwind.recipe.new_recipe", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import tiny_recipe, write_recipe
 
-from westwind import data, training
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training import data
+from westwind.training import trainer as training
 
 
 @pytest.mark.parametrize("mode", ["packing", "padding_free"])

@@ -12,9 +12,9 @@ import torch
 from conftest import REPO, make_conversations, tiny_recipe, write_jsonl, write_recipe
 
 from westwind import identity
-from westwind.demo_tasks import generate, prompt_row
+from westwind.demo.tasks import generate, prompt_row
 from westwind.pipeline import stage_hashes, start_clean
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 
 ENV = {
     **os.environ,
@@ -66,7 +66,7 @@ def full_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
     raw["eval"] = {
         "prompts": {"datasets": [{"path": str(held_out)}]},
         "sampling": {"max_new_tokens": 8},
-        "verifier": "westwind.demo_tasks:verify",
+        "verifier": "westwind.demo.tasks:verify",
     }
     return write_recipe(tmp_path / "recipe.yaml", raw)
 

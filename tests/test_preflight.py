@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import REPO, tiny_recipe, write_recipe
 
-from westwind import preflight
 from westwind.errors import RecipeError
-from westwind.recipe import load_recipe
+from westwind.recipe import preflight
+from westwind.recipe.core import load_recipe
 
 EVAL_PROMPTS = REPO / "data" / "demo" / "eval.jsonl"
 
@@ -22,7 +22,7 @@ def recipe_path(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit=None, name="rec
     recipe["eval"] = {
         "prompts": {"datasets": [{"path": str(EVAL_PROMPTS)}], "max_prompts": 4},
         "sampling": {"max_new_tokens": 4},
-        "verifier": "westwind.demo_tasks:verify",
+        "verifier": "westwind.demo.tasks:verify",
     }
     if edit:
         edit(recipe)
@@ -62,10 +62,24 @@ def test_misspelled_verifier_exits_2_from_check(tmp_path, tiny_model, sft_jsonl,
         tiny_model,
         sft_jsonl,
         dpo_jsonl,
-        lambda r: r["eval"].update(verifier="westwind.demo_tasks:verifyy"),
+        lambda r: r["eval"].update(verifier="westwind.demo.tasks:verifyy"),
     )
     line = one_error_line(westwind("check", str(path)))
     assert line.startswith(f"error: {path}: eval.verifier: ") and "verifyy" in line
+
+
+def test_a_verifier_under_its_old_module_name_is_told_the_new_spelling(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl
+):
+    path = recipe_path(
+        tmp_path,
+        tiny_model,
+        sft_jsonl,
+        dpo_jsonl,
+        lambda r: r["eval"].update(verifier="westwind.demo_tasks:verify"),
+    )
+    line = one_error_line(westwind("check", str(path)))
+    assert line.startswith(f"error: {path}: eval.verifier: ") and "write westwind.demo.tasks:verify" in line
 
 
 def test_missing_local_model_exits_2_with_init_model_hint(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):

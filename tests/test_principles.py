@@ -6,16 +6,16 @@ from collections import Counter
 
 import pytest
 
+from westwind.aift.config import GeneratorConfig, SamplingConfig
 from westwind.aift.generate import generation_requests
-from westwind.aift_config import GeneratorConfig, SamplingConfig
-from westwind.principles import (
+from westwind.aift.principles import (
     PRINCIPLES,
     ULTRAFEEDBACK_WEIGHTS,
     draw_principle,
     principle_weights,
     with_system_prompt,
 )
-from westwind.prompts import Prompt, prompt_id
+from westwind.aift.prompts import Prompt, prompt_id
 
 
 def test_default_draw_follows_ultrafeedback_weights():

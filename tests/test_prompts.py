@@ -8,9 +8,8 @@ import pytest
 from conftest import make_conversations, shared_file, write_jsonl
 from trl.scripts.utils import DatasetConfig
 
-from westwind.aift_config import DecontaminationConfig, PromptsConfig
-from westwind.errors import DataError
-from westwind.prompts import (
+from westwind.aift.config import DecontaminationConfig, PromptsConfig
+from westwind.aift.prompts import (
     Decontaminator,
     cap,
     eval_texts,
@@ -22,6 +21,7 @@ from westwind.prompts import (
     prompt_id,
     to_messages,
 )
+from westwind.errors import DataError
 
 
 def self_instruct_rows() -> list[dict]:

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, tiny_recipe, write_recipe
 
 from westwind.errors import RecipeError
-from westwind.recipe import load_recipe, parse_overrides
+from westwind.recipe.core import load_recipe, parse_overrides
 
 
 def recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, edit) -> str:
@@ -188,7 +188,7 @@ def test_training_script_refuses_qlora_under_zero3(tmp_path, tiny_model, sft_jso
 
 
 def test_dpo_choices_are_read_from_trl_metadata():
-    from westwind.recipe import DPO_CHOICES
+    from westwind.recipe.core import DPO_CHOICES
 
     assert {"sigmoid", "ipo", "hinge", "apo_zero"} <= set(DPO_CHOICES["loss_type"])
     assert (
@@ -198,8 +198,8 @@ def test_dpo_choices_are_read_from_trl_metadata():
 
 
 def test_every_reference_names_its_stage_folder_and_every_allowed_list_is_known(recipe_file):
-    from westwind import preflight
-    from westwind.recipe import REFERENCES
+    from westwind.recipe import preflight
+    from westwind.recipe.core import REFERENCES
 
     recipe = load_recipe(recipe_file)
     for name, (stage, folder) in REFERENCES.items():

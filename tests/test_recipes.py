@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from westwind.chat_templates import resolve_template
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
+from westwind.training.chat_templates import resolve_template
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -124,7 +124,7 @@ def test_lora_targets_cover_attention_and_mlp(name):
 
 
 def test_llama_template_renders_llama3_turns_and_masks_only_the_assistant(tiny_corpus):
-    from westwind.tiny import build_tokenizer
+    from westwind.demo.tiny import build_tokenizer
 
     llama = recipe("llama-3.1-8b")
     assert (llama.sft.eos_token, llama.model.pad_token) == ("<|eot_id|>", "<|finetune_right_pad_id|>")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from westwind.report import summary_lines, trainer_state_path, write_report
-from westwind.significance import wilson_interval
+from westwind.evaluation.significance import wilson_interval
+from westwind.report import summary_lines, write_report
+from westwind.report.outputs import trainer_state_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -218,7 +219,7 @@ def test_wilson_interval_known_values():
 
 
 def test_rows_trl_dropped_are_reported_per_split(tmp_path):
-    from westwind.report import dropped_rows_lines
+    from westwind.report.sections import dropped_rows_lines
 
     stats = {"max_length": 25, "train": {"rows": 3000, "kept": 2256, "dropped": 744}}
     (tmp_path / "data_stats.json").write_text(json.dumps(stats))

@@ -14,11 +14,11 @@ from test_pipeline import (
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from westwind.aift_config import JudgeConfig
+from westwind.aift.config import JudgeConfig
 from westwind.endpoints import resolve_model
 from westwind.errors import RecipeError
 from westwind.judges import JudgeItem, make_judge
-from westwind.recipe import load_recipe
+from westwind.recipe.core import load_recipe
 from westwind.report import write_report
 from westwind.stages import rm
 
@@ -153,7 +153,7 @@ def test_pipeline_runs_rm_after_aift_and_eval_judges_with_at_rm(full_recipe, tmp
 
 
 def test_aift_judged_by_an_unrun_rm_is_refused_before_loading(tmp_path, tiny_model, sft_jsonl):
-    from westwind import preflight
+    from westwind.recipe import preflight
 
     path = rm_recipe(tmp_path, tiny_model, sft_jsonl)  # the rm trains on its own pairs file, not @aift
     raw = load_recipe(path).raw

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from westwind.significance import paired_difference_interval
+from westwind.evaluation.significance import paired_difference_interval
 
 
 def test_paired_difference_interval():

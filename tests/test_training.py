@@ -12,10 +12,11 @@ import pytest
 import torch
 from conftest import make_conversations, make_preferences, tiny_recipe, write_jsonl, write_recipe
 
-from westwind import identity, training
+from westwind import identity
 from westwind.errors import RecipeError
-from westwind.recipe import load_recipe
-from westwind.training import checkpoint_to_resume
+from westwind.recipe.core import load_recipe
+from westwind.training import trainer as training
+from westwind.training.trainer import checkpoint_to_resume
 
 
 def config(output_dir, resume=None, max_steps=-1):

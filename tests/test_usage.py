@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from westwind.usage import keys_help
+from westwind.recipe.usage import keys_help
 
 
 def test_sft_keys_come_from_trl_metadata():

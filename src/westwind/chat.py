@@ -36,7 +36,7 @@ class Target:
 
 def resolve_target(spec: str, chat_template: str | None, dtype: str | None) -> Target:
     """`recipe.yaml[@stage]` -> that stage's output with the recipe's model options; anything else is a model."""
-    from westwind.recipe import ModelArgs, load_recipe
+    from westwind.recipe.core import ModelArgs, load_recipe
 
     name, _, stage = spec.partition("@") if not Path(spec).exists() else (spec, "", "")
     if not name.endswith(RECIPE_SUFFIXES):
@@ -85,7 +85,10 @@ class Chat:
         import torch
         from transformers.utils import logging as transformers_logging
 
-        from westwind.models import load_causal_lm, load_tokenizer  # heavy: loaded once the input is checked
+        from westwind.training.models import (  # heavy: loaded once the input is checked
+            load_causal_lm,
+            load_tokenizer,
+        )
 
         transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the user and the chat
         self.device = "cuda" if torch.cuda.is_available() else "cpu"

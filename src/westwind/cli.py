@@ -24,9 +24,9 @@ commands:
 # Each command is a `module:function(argv)`; imported only when used, so `check` stays light.
 COMMANDS = {
     "run": "westwind.pipeline:main",
-    "init-model": "westwind.init_model:main",
-    "new-recipe": "westwind.new_recipe:main",
-    "launch-check": "westwind.preflight:launch_check_main",
+    "init-model": "westwind.demo.init_model:main",
+    "new-recipe": "westwind.recipe.new_recipe:main",
+    "launch-check": "westwind.recipe.preflight:launch_check_main",
     "merge": "westwind.merge:main",
     "chat": "westwind.chat:main",
 }
@@ -39,9 +39,9 @@ def run_stage(stage: str, argv: list[str]) -> None:
 
 
 def check(argv: list[str]) -> None:
-    from westwind import preflight
     from westwind.errors import RecipeError, exit_on_user_error
-    from westwind.recipe import load_recipe, summarize
+    from westwind.recipe import preflight
+    from westwind.recipe.core import load_recipe, summarize
     from westwind.stages import STAGES
 
     with exit_on_user_error():

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from westwind.aift_config import EndpointConfig
+from westwind.aift.config import EndpointConfig
 from westwind.io import STAGE_MARKER, atomic_write_json, digest, read_json
-from westwind.recipe import MODEL_REFERENCES, ModelArgs
+from westwind.recipe.core import MODEL_REFERENCES, ModelArgs
 
 # Files that describe a training run, not the model: they may change without the weights changing.
 NOT_MODEL_FILES = {

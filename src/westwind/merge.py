@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from westwind.errors import RecipeError, exit_on_user_error
-from westwind.recipe import Recipe, load_recipe
+from westwind.recipe.core import Recipe, load_recipe
 
 MERGEABLE_STAGES = ("sft", "dpo", "rm")
 # The files of a full model worth shipping; optimizer states, trainer pickles and checkpoints stay behind.
@@ -27,7 +27,7 @@ def merged_model(adapter_dir: Path, model_args, dtype: str, sequence_classificat
     """The adapter merged into its base loaded unquantized in `dtype`, and the tokenizer it was trained with."""
     from peft import PeftModel
 
-    from westwind import models  # heavy (torch, transformers): loaded only when merging
+    from westwind.training import models  # heavy (torch, transformers): loaded only when merging
 
     base_path = models.adapter_base(adapter_dir)
     unquantized = dataclasses.replace(model_args, dtype=dtype, load_in_4bit=False, load_in_8bit=False)
@@ -116,7 +116,7 @@ def push(out_dir: Path, repo_id: str) -> None:
 
 def merge_stage(recipe: Recipe, stage: str, out_dir: Path, dtype: str) -> str:
     """Merge or copy `stage`'s output into `out_dir`; returns "merged" or "copied"."""
-    from westwind.models import is_adapter_dir
+    from westwind.training.models import is_adapter_dir
 
     stage_dir = recipe.stage_dir(stage)
     if is_adapter_dir(stage_dir):

@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from westwind import identity, io, preflight
+from westwind import identity, io
 from westwind.errors import RecipeError, exit_on_user_error
 from westwind.identity import stage_hashes
-from westwind.recipe import Recipe, load_recipe
+from westwind.recipe import preflight
+from westwind.recipe.core import Recipe, load_recipe
 from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
 
 

@@ -6,12 +6,12 @@ import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
+from westwind.aift.config import GeneratorConfig
+from westwind.aift.principles import draw_principle, principle_weights, with_system_prompt
+from westwind.aift.prompts import Prompt
 from westwind.aift.workspace import GENERATED_KEY, ShardRun
-from westwind.aift_config import GeneratorConfig
 from westwind.generation import ChatRequest, Result, build_backend, resolved_sampling
 from westwind.io import Journal
-from westwind.principles import draw_principle, principle_weights, with_system_prompt
-from westwind.prompts import Prompt
 from westwind.seeding import stable_seed
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
+from westwind.aift.prompts import Prompt
 from westwind.aift.workspace import GENERATED_KEY, JUDGED_KEY, Keys, ShardRun
 from westwind.io import Journal
 from westwind.judges import JudgeItem, Judgment, Rating, make_judge
-from westwind.prompts import Prompt
 
 
 def ready_candidates(

@@ -1,13 +1,13 @@
 """Constitutional-AI revision pairs (`aift.revisions`): each prompt's answer, critique and revision
-(westwind.constitution), journaled as each chunk of prompts finishes; failed prompts are retried next run."""
+(westwind.aift.constitution), journaled as each chunk of prompts finishes; failed prompts are retried next run."""
 
 from __future__ import annotations
 
+from westwind.aift.config import revision_teacher
+from westwind.aift.constitution import write_revisions
+from westwind.aift.teacher import LazyTeacher
 from westwind.aift.workspace import REVISED_KEY, ShardRun
-from westwind.aift_config import revision_teacher
-from westwind.constitution import write_revisions
 from westwind.io import Journal
-from westwind.teacher import LazyTeacher
 
 
 def revise(run: ShardRun, journal: Journal) -> None:

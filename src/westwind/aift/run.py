@@ -9,7 +9,11 @@ import random
 import shutil
 from typing import Any
 
+from westwind.aift.binarize import binarize_all
+from westwind.aift.config import AIFTConfig, revision_teacher
+from westwind.aift.constitution import pair_rows
 from westwind.aift.generate import generate
+from westwind.aift.prompts import Prompt, in_shard, load_prompts
 from westwind.aift.rate import judge
 from westwind.aift.revise import revise
 from westwind.aift.stats import failure_stats, pair_stats, revision_failure_stats
@@ -22,9 +26,6 @@ from westwind.aift.workspace import (
     make_keys,
     resolve_models,
 )
-from westwind.aift_config import AIFTConfig, revision_teacher
-from westwind.binarize import binarize_all
-from westwind.constitution import pair_rows
 from westwind.errors import DataError, RunError
 from westwind.io import (
     Journal,
@@ -35,8 +36,7 @@ from westwind.io import (
     read_jsonl,
     save_dataset_atomic,
 )
-from westwind.prompts import Prompt, in_shard, load_prompts
-from westwind.recipe import Recipe
+from westwind.recipe.core import Recipe
 from westwind.seeding import stable_seed
 
 
@@ -211,12 +211,12 @@ def finish(
 
 
 def split_by_prompt(rows: list[dict], test_split_size: float | None, seed: int):
-    """westwind.data's seeded train/test split of the rated pairs; a revision pair joins the split holding
+    """westwind.training.data's seeded train/test split of the rated pairs; a revision pair joins the split holding
     its prompt's rated pair (else a seeded draw), so that no prompt is in both splits."""
-    # Heavy (datasets, and westwind.data with it): loaded only when a dataset is written.
+    # Heavy (datasets, and westwind.training.data with it): loaded only when a dataset is written.
     from datasets import Dataset, DatasetDict
 
-    from westwind.data import split
+    from westwind.training.data import split
 
     rated = [row for row in rows if row["source"] == "ratings"]
     revised = [row for row in rows if row["source"] != "ratings"]

@@ -8,10 +8,10 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
+from westwind.aift.binarize import is_rated
+from westwind.aift.config import AIFTConfig
+from westwind.aift.prompts import Prompt, normalize_text
 from westwind.aift.workspace import Keys, Workspace
-from westwind.aift_config import AIFTConfig
-from westwind.binarize import is_rated
-from westwind.prompts import Prompt, normalize_text
 
 
 def failure_stats(workspace: Workspace, prompts: list[Prompt], keys: Keys) -> dict[str, Any]:

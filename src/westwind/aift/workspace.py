@@ -31,11 +31,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift_config import AIFTConfig, fingerprint_fields, revision_teacher
-from westwind.constitution import revision_settings
+from westwind.aift.config import AIFTConfig, fingerprint_fields, revision_teacher
+from westwind.aift.constitution import revision_settings
+from westwind.aift.prompts import Prompt
 from westwind.endpoints import ResolvedModel, resolve_model
 from westwind.io import ShardedJournals, digest
-from westwind.prompts import Prompt
 
 GENERATED_KEY = ("prompt_id", "generator", "fingerprint")
 JUDGED_KEY = ("prompt_id", "fingerprint")

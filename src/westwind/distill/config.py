@@ -1,13 +1,13 @@
 """The recipe's `distill:` section: seed tasks -> bootstrapped instructions -> teacher dialogues -> dSFT rows.
 
-Validated by `westwind.schema.build(DistillConfig, raw, "distill")` like `aift:`. See docs/distill.md.
+Validated by `westwind.recipe.schema.build(DistillConfig, raw, "distill")` like `aift:`. See docs/distill.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from westwind.aift_config import (
+from westwind.aift.config import (
     DecontaminationConfig,
     EndpointConfig,
     JudgeConfig,

@@ -11,12 +11,12 @@ import random
 from collections import Counter
 from typing import Any
 
+from westwind.aift.principles import with_system_prompt
+from westwind.aift.prompts import Prompt
+from westwind.aift.teacher import LazyTeacher, reply
 from westwind.distill.config import DialoguesConfig
 from westwind.generation import ChatRequest, resolved_sampling
-from westwind.principles import with_system_prompt
-from westwind.prompts import Prompt
 from westwind.seeding import stable_seed
-from westwind.teacher import LazyTeacher, reply
 
 USER_SIMULATOR = (
     "You play the user in a conversation with an AI assistant. Read the conversation so far and write the "

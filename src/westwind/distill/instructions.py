@@ -20,14 +20,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from westwind.aift.prompts import normalize_text, prompt_id
+from westwind.aift.teacher import LazyTeacher, reply
 from westwind.distill.config import InstructionsConfig
 from westwind.distill.novelty import NoveltyFilter
 from westwind.errors import DataError, RunError
 from westwind.generation import ChatRequest, resolved_sampling
 from westwind.io import Journal, digest
-from westwind.prompts import normalize_text, prompt_id
 from westwind.seeding import stable_seed
-from westwind.teacher import LazyTeacher, reply
 
 NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(.*)$")
 PROMPT = """Come up with {new} new and diverse task instructions for an AI assistant; we will test the assistant on them.

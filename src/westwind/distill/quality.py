@@ -9,9 +9,9 @@ import math
 from collections import Counter
 from typing import Any
 
+from westwind.aift.teacher import LazyJudge
 from westwind.distill.config import QualityConfig
 from westwind.judges import JudgeItem
-from westwind.teacher import LazyJudge
 
 
 @dataclasses.dataclass

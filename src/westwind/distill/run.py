@@ -24,7 +24,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift_config import fingerprint_fields
+from westwind.aift.config import fingerprint_fields
+from westwind.aift.prompts import (
+    Decontaminator,
+    Prompt,
+    conversation_text,
+    eval_texts,
+    in_shard,
+    load_prompts,
+    normalize_text,
+)
+from westwind.aift.teacher import LazyJudge, LazyTeacher
 from westwind.distill.config import DistillConfig
 from westwind.distill.dialogues import USER_SIMULATOR, DialogueWriter
 from westwind.distill.instructions import PROMPT, bootstrap
@@ -38,17 +48,7 @@ from westwind.io import (
     digest,
     save_splits,
 )
-from westwind.prompts import (
-    Decontaminator,
-    Prompt,
-    conversation_text,
-    eval_texts,
-    in_shard,
-    load_prompts,
-    normalize_text,
-)
-from westwind.recipe import Recipe
-from westwind.teacher import LazyJudge, LazyTeacher
+from westwind.recipe.core import Recipe
 
 
 class Workspace(ShardedJournals):
@@ -211,7 +211,7 @@ def merge(recipe: Recipe) -> dict[str, Any]:
     """Every shard's records for the current prompts and settings -> deduped rows -> datasets + stats."""
     from datasets import Dataset
 
-    from westwind.data import split
+    from westwind.training.data import split
 
     config, workspace = recipe.distill, Workspace(recipe.stage_dir("distill"))
     models = Models.of(recipe)  # a merge asks no model anything: none is built

@@ -7,7 +7,7 @@ async openai backend), so the caller can persist finished work incrementally.
 
 from __future__ import annotations
 
-from westwind.aift_config import EndpointConfig
+from westwind.aift.config import EndpointConfig
 from westwind.endpoints import ResolvedModel
 from westwind.generation.base import (
     Backend,

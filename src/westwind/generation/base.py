@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from westwind.aift_config import SamplingConfig
-from westwind.chat_templates import render_prompt
+from westwind.aift.config import SamplingConfig
 from westwind.errors import RunError
+from westwind.training.chat_templates import render_prompt
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The transformers backend: local batched generation with per-sequence seeds. torch, transformers and
-westwind.models are imported inside the methods: heavy, loaded only when a model runs."""
+westwind.training.models are imported inside the methods: heavy, loaded only when a model runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from westwind.aift_config import TransformersOptions
-from westwind.chat_templates import render_prompt
+from westwind.aift.config import TransformersOptions
 from westwind.generation.base import (
     ChatRequest,
     Completion,
@@ -20,6 +19,7 @@ from westwind.generation.base import (
     free_accelerator_memory,
 )
 from westwind.seeding import stable_seed
+from westwind.training.chat_templates import render_prompt
 
 
 class SeededSampler:
@@ -53,7 +53,7 @@ class TransformersBackend:
     def __init__(self, options: TransformersOptions, path: str, model_args):
         import torch
 
-        from westwind.models import load_causal_lm, load_tokenizer
+        from westwind.training.models import load_causal_lm, load_tokenizer
 
         self.device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = options.batch_size

@@ -1,11 +1,11 @@
-"""The vllm backend: offline vLLM in this process (vLLM is installed separately). vllm and westwind.models
+"""The vllm backend: offline vLLM in this process (vLLM is installed separately). vllm and westwind.training.models
 are imported when the backend is built: heavy, and vllm may be absent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from westwind.aift_config import VLLMOptions
+from westwind.aift.config import VLLMOptions
 from westwind.generation.base import (
     BackendUnavailable,
     ChatRequest,
@@ -33,7 +33,7 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, options: VLLMOptions, path: str, model_args, seed: int):
-        from westwind.models import load_tokenizer
+        from westwind.training.models import load_tokenizer
 
         self.vllm = import_vllm()
         # Our tokenizer renders the prompt, so the recipe's chat template applies exactly as in training.

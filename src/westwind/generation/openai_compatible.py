@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from westwind.aift_config import OpenAIOptions
+from westwind.aift.config import OpenAIOptions
 from westwind.errors import RunError
 from westwind.generation.base import BackendUnavailable, ChatRequest, Completion, Result
 

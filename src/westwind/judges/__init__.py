@@ -4,7 +4,7 @@ temperature 0. `make_judge` builds one from a judge config and an already resolv
 
 from __future__ import annotations
 
-from westwind.aift_config import JudgeConfig
+from westwind.aift.config import JudgeConfig
 from westwind.endpoints import ResolvedModel
 from westwind.generation import build_backend
 from westwind.judges.asking import Answer, Asker

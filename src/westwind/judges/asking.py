@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from westwind.aift_config import SamplingConfig
+from westwind.aift.config import SamplingConfig
 from westwind.generation import Backend, ChatRequest, Result
 from westwind.judges.base import ParseFailure
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from westwind.aift_config import SamplingConfig
+from westwind.aift.config import SamplingConfig
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """A local AutoModelForSequenceClassification; the score is its first logit for prompt + candidate.
-torch, transformers and westwind.models are imported inside the methods: heavy, loaded only when used."""
+torch, transformers and westwind.training.models are imported inside the methods: heavy, loaded only when used."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class RewardModelJudge:
         import torch  # heavy: loaded only when a reward model judges
         from transformers import AutoModelForSequenceClassification
 
-        from westwind.models import load_tokenizer
+        from westwind.training.models import load_tokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from westwind.prompts import conversation_text
+from westwind.aift.prompts import conversation_text
 
 # Aspects whose rubric asks for a rationale type (hallucination type; informativeness type) before the rating.
 TYPED_ASPECTS = ("truthfulness", "helpfulness")

@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from collections.abc import Hashable, Iterator
 
-from westwind.aift_config import SamplingConfig
+from westwind.aift.config import SamplingConfig
 from westwind.generation import Backend
 from westwind.judges.asking import Answer, Asker
 from westwind.judges.base import JudgeItem, Judgment, Rating, judge_sampling

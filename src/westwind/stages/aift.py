@@ -16,9 +16,9 @@ import logging
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import add_shard_arguments, shard_done, sharded_stage_recipe
-from westwind.usage import make_parser as usage_parser
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import add_shard_arguments, shard_done, sharded_stage_recipe
+from westwind.recipe.usage import make_parser as usage_parser
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,8 @@ def main(
     progress: bool = True,
 ) -> int:
     """Run (a shard of) AIFT, merge the shards, or rebinarize, for a recipe that passed the aift preflight."""
-    from westwind import aift  # heavy (datasets, backends): loaded when the stage runs
+    from westwind.aift import run as aift  # heavy (datasets, backends): loaded when the stage runs
+    from westwind.aift.stats import summary
 
     if rebinarize:
         stats = aift.rebinarize(recipe, push=push)
@@ -54,7 +55,7 @@ def main(
         if not shard_done("aift", counts, shard, "prompt"):
             return 0
         stats = aift.merge(recipe, push=push)
-    print(aift.summary(stats))
+    print(summary(stats))
     print(f"dataset: {recipe.stage_dir('aift') / 'dataset'}")
     return 0
 

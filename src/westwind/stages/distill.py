@@ -17,9 +17,9 @@ import logging
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import add_shard_arguments, shard_done, sharded_stage_recipe
-from westwind.usage import make_parser as usage_parser
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import add_shard_arguments, shard_done, sharded_stage_recipe
+from westwind.recipe.usage import make_parser as usage_parser
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
     accelerate launch -m westwind.stages.dpo recipes/zephyr-7b.yaml       # the same, from an installed package
 
 The policy starts from `dpo.model_name_or_path` (default @sft); the reference is that dSFT model in
-every mode (see westwind.models.dpo_policy).
+every mode (see westwind.training.models.dpo_policy).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import make_parser as usage_parser
-from westwind.usage import stage_cli
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import make_parser as usage_parser
+from westwind.recipe.usage import stage_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(recipe: Recipe) -> None:
     """Train the dDPO model of a recipe that passed the dpo preflight."""
-    from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import data  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import trainer as training
 
     config, stage = recipe.dpo, recipe.dpo_data
     training.setup(config)

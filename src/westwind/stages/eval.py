@@ -11,9 +11,9 @@ import json
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import make_parser as usage_parser
-from westwind.usage import stage_cli
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import make_parser as usage_parser
+from westwind.recipe.usage import stage_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(recipe: Recipe) -> None:
     """Evaluate the recipe's model against its baseline (the eval preflight has passed)."""
-    from westwind.evaluation import (
+    from westwind.evaluation.run import (
         evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
     )
 

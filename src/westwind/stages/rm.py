@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import make_parser as usage_parser
-from westwind.usage import stage_cli
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import make_parser as usage_parser
+from westwind.recipe.usage import stage_cli
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -44,7 +44,7 @@ def load_reward_model(start_path: str, model_args, tokenizer, merged_dir: Path):
     from transformers import AutoModelForSequenceClassification
     from trl import get_peft_config
 
-    from westwind import models
+    from westwind.training import models
 
     if models.is_adapter_dir(start_path):  # a LoRA dSFT model: its adapter merged into the unquantized base
         start_path = models.merge_adapter(start_path, model_args, tokenizer, merged_dir)
@@ -62,7 +62,8 @@ def load_reward_model(start_path: str, model_args, tokenizer, merged_dir: Path):
 def reward_trainer(recipe: Recipe, dataset, start_path: str, config_hash: str | None = None):
     from trl import RewardTrainer
 
-    from westwind import models, training
+    from westwind.training import models
+    from westwind.training import trainer as training
 
     model_args = reward_model_args(recipe)
     tokenizer = models.load_tokenizer(start_path, model_args)
@@ -95,10 +96,10 @@ def make_standalone(recipe: Recipe, tokenizer) -> None:
 def pairwise_accuracy(model_dir: Path, pairs, dtype: str | None) -> dict[str, Any]:
     """Held-out pairs the saved reward model ranks right (chosen above rejected), scored by the reward_model
     judge that AIFT and eval use; a tie counts as wrong. With a Wilson 95% interval."""
-    from westwind.aift_config import JudgeConfig
+    from westwind.aift.config import JudgeConfig
     from westwind.endpoints import resolve_model
+    from westwind.evaluation.significance import wilson_interval
     from westwind.judges import JudgeItem, make_judge
-    from westwind.significance import wilson_interval
 
     config = JudgeConfig(kind="reward_model", model=str(model_dir), dtype=dtype)
     judge = make_judge(config, resolve_model(config, None))
@@ -146,7 +147,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(recipe: Recipe) -> None:
     """Train the reward model of a recipe that passed the rm preflight, then score its held-out pairs."""
-    from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import data  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import trainer as training
 
     config, extras = recipe.rm, recipe.rm_data
     training.setup(config)

@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from westwind.errors import exit_on_user_error
-from westwind.recipe import Recipe
-from westwind.usage import make_parser as usage_parser
-from westwind.usage import stage_cli
+from westwind.recipe.core import Recipe
+from westwind.recipe.usage import make_parser as usage_parser
+from westwind.recipe.usage import stage_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(recipe: Recipe) -> None:
     """Train the dSFT model of a recipe that passed the sft preflight."""
-    from westwind import data, training  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import data  # heavy (torch, TRL): loaded after the recipe is checked
+    from westwind.training import trainer as training
 
     config, stage = recipe.sft, recipe.sft_data
     training.setup(config)

@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from westwind.chat_templates import apply_chat_template_choice
-from westwind.tiny import ARCHITECTURES, build_model, build_tokenizer
+from westwind.demo.tiny import ARCHITECTURES, build_model, build_tokenizer
+from westwind.training.chat_templates import apply_chat_template_choice
 
 MANIFEST = "init_model.json"
 # How text splits before BPE: "bpe" (plain byte-level BPE), "digits" (each digit its own token),

@@ -14,8 +14,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from westwind.aift_config import BinarizeConfig
-from westwind.prompts import normalize_text
+from westwind.aift.config import BinarizeConfig
+from westwind.aift.prompts import normalize_text
 from westwind.seeding import stable_seed
 
 

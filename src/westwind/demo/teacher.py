@@ -1,9 +1,9 @@
 """The CPU demo's teacher behind an OpenAI-compatible chat endpoint, for the distill stage's wire path.
 
-    python -m westwind.demo_teacher --host 127.0.0.1 --port 8765
+    python -m westwind.demo.teacher --host 127.0.0.1 --port 8765
 
 It is an oracle program, not a language model: it reads the last user turn of a chat request as a demo task
-(`westwind.demo_tasks.problem_from_prompt`) and replies with the worked answer the shipped dSFT file would
+(`westwind.demo.tasks.problem_from_prompt`) and replies with the worked answer the shipped dSFT file would
 hold, step by step or in one go, drawn reproducibly from the request's `seed` and the prompt with the shipped
 file's share of one-go answers (`QUICK_SHARE`). What it demonstrates is the protocol and the stage (a recipe
 distilling its dSFT dialogues from a served teacher), not a teacher's quality. It serves
@@ -24,7 +24,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from westwind.demo_tasks import QUICK_SHARE, problem_from_prompt
+from westwind.demo.tasks import QUICK_SHARE, problem_from_prompt
 
 MODEL = "westwind-demo-teacher"
 DEFAULT_PORT = 8765
@@ -85,7 +85,7 @@ def chat_completion(body: Any) -> dict[str, Any]:
     prompt = last_user_turn(body.get("messages"))
     problem = problem_from_prompt(prompt)
     if problem is None:
-        raise BadRequest(f"not a demo task (see westwind.demo_tasks): {prompt[:200]!r}")
+        raise BadRequest(f"not a demo task (see westwind.demo.tasks): {prompt[:200]!r}")
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise BadRequest("`seed` must be an integer")
@@ -166,7 +166,7 @@ def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingH
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m westwind.demo_teacher", description=__doc__.splitlines()[0]
+        prog="python -m westwind.demo.teacher", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from westwind.aift_config import EndpointConfig, JudgeConfig
+from westwind.aift.config import EndpointConfig, JudgeConfig
 from westwind.endpoints import ResolvedModel, resolve_model
 from westwind.generation import Backend, ChatRequest, Result, build_backend
 from westwind.judges import Judge, JudgeItem, Judgment, make_judge

@@ -15,7 +15,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from westwind.chat_templates import CHATML
+from westwind.training.chat_templates import CHATML
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>"]
 ARCHITECTURES: dict[str, type[PretrainedConfig]] = {

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from westwind.aift_config import DecontaminationConfig, PromptsConfig
-from westwind.data import load_mixture
+from westwind.aift.config import DecontaminationConfig, PromptsConfig
 from westwind.errors import DataError
+from westwind.training.data import load_mixture
 
 
 @dataclass

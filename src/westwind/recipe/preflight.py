@@ -21,11 +21,11 @@ from typing import Any
 
 from westwind.callables import CallableImportError, load_callable
 from westwind.errors import DataError, RecipeError, exit_on_user_error
-from westwind.launch_check import check_launch_compatibility, load_accelerate_config
-from westwind.recipe import REFERENCES, Recipe, load_recipe, looks_local
+from westwind.recipe.core import REFERENCES, Recipe, load_recipe, looks_local
+from westwind.recipe.launch_check import check_launch_compatibility, load_accelerate_config
 from westwind.stages import STAGES
 
-# Where each kind of @reference (westwind.recipe.REFERENCES) may be used.
+# Where each kind of @reference (westwind.recipe.core.REFERENCES) may be used.
 MODEL_REFERENCES = ("@base", "@sft", "@dpo")  # models that write: generators, answerers, eval
 JUDGE_REFERENCES = (*MODEL_REFERENCES, "@rm")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")

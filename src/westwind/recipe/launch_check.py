@@ -24,7 +24,7 @@ import yaml
 from westwind.errors import RecipeError
 
 if TYPE_CHECKING:  # the recipe module runs this check while it validates: no runtime import back
-    from westwind.recipe import Recipe
+    from westwind.recipe.core import Recipe
 
 MULTI_GPU_QLORA_CONFIGS = "recipes/accelerate/fsdp_qlora.yaml, ddp.yaml or zero2.yaml"
 

@@ -7,7 +7,7 @@ far less reliably. dSFT learns both styles, and the verifier-ranked AIFT pairs t
 step: that is the measured gain of the CPU demo. The generators are seeded and deterministic;
 `write_demo_data` writes the three disjoint demo files that ship in `data/demo/`:
 
-    python -m westwind.demo_tasks --out data/demo --seed 0
+    python -m westwind.demo.tasks --out data/demo --seed 0
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m westwind.demo_tasks", description=__doc__.splitlines()[0]
+        prog="python -m westwind.demo.tasks", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     parser.add_argument("--seed", type=int, default=0)

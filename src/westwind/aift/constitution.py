@@ -12,11 +12,11 @@ import random
 from collections import Counter
 from typing import Any
 
-from westwind.aift_config import Principle, RevisionsConfig
+from westwind.aift.config import Principle, RevisionsConfig
+from westwind.aift.prompts import Prompt, normalize_text
+from westwind.aift.teacher import LazyTeacher, reply
 from westwind.generation import ChatRequest, Result, resolved_sampling
-from westwind.prompts import Prompt, normalize_text
 from westwind.seeding import stable_seed
-from westwind.teacher import LazyTeacher, reply
 
 DEFAULT_CONSTITUTION: tuple[Principle, ...] = (
     Principle(

@@ -12,9 +12,10 @@ import yaml
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ExportableState
 
-from westwind import identity, io, models
+from westwind import identity, io
 from westwind.errors import RecipeError
-from westwind.recipe import Recipe
+from westwind.recipe.core import Recipe
+from westwind.training import models
 
 logger = logging.getLogger(__name__)
 RECIPE_COPY = "westwind_recipe.yaml"

@@ -21,14 +21,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift_config import GeneratorConfig, JudgeConfig
+from westwind.aift.config import GeneratorConfig, JudgeConfig
+from westwind.aift.prompts import Decontaminator, Prompt, extract, load_prompts, normalize_text
 from westwind.endpoints import resolve_model
-from westwind.eval_config import EvalConfig
+from westwind.evaluation.config import EvalConfig
+from westwind.evaluation.significance import paired_difference_interval, sign_test_p, wilson_interval
 from westwind.generation import ChatRequest, build_backend, resolved_sampling
 from westwind.io import atomic_write_jsonl, atomic_write_text, digest, read_jsonl
 from westwind.judges import Asker, JudgeItem, PairwiseJudge, ParseFailure, judge_sampling, make_judge
-from westwind.prompts import Decontaminator, Prompt, extract, load_prompts, normalize_text
-from westwind.significance import paired_difference_interval, sign_test_p, wilson_interval
 
 LLM_JUDGES = ("pairwise", "ultrafeedback")
 
@@ -259,7 +259,7 @@ def single_answer_scores(backend, judge: JudgeConfig, prompts: list[Prompt], ans
 
 def training_overlap(recipe, config: EvalConfig, prompts: list[Prompt], seed: int) -> dict[str, Any]:
     """How many eval prompts share a word n-gram (or equal, normalized) with a training prompt."""
-    from westwind.data import load_mixture
+    from westwind.training.data import load_mixture
 
     sources = list(config.overlap_datasets)
     if recipe.sft_data is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from trl.scripts.utils import DatasetConfig
 
-from westwind.aift_config import JudgeConfig, PromptsConfig, SamplingConfig, key
+from westwind.aift.config import JudgeConfig, PromptsConfig, SamplingConfig, key
 
 
 @dataclass

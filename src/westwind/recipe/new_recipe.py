@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from westwind.recipe import RecipeError, load_recipe, looks_local
+from westwind.recipe.core import RecipeError, load_recipe, looks_local
 
 # Llama 3's header format; {% generation %} marks what the assistant-only loss trains on.
 LLAMA3_TEMPLATE = """\

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from westwind.errors import RecipeError, RunError, exit_on_user_error
-from westwind.preflight import stage_recipe
-from westwind.recipe import SECTION_CLASSES, Recipe, load_recipe
+from westwind.recipe.core import SECTION_CLASSES, Recipe, load_recipe
+from westwind.recipe.preflight import stage_recipe
 
 HELP_WIDTH = 100
 
@@ -106,7 +106,7 @@ def sharded_stage_recipe(
     stage: str, recipe_path: str, overrides: list[str], shard: str | None, preflight_needed: bool
 ) -> tuple[Recipe, tuple[int, int]]:
     """The recipe (preflighted unless only journals are assembled) and the shard (index, count)."""
-    from westwind.prompts import parse_shard  # lazy: datasets comes with it
+    from westwind.aift.prompts import parse_shard  # lazy: datasets comes with it
 
     if preflight_needed:
         recipe = stage_recipe([recipe_path, *overrides], stage)

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import is_flash_attn_2_available
 from trl import get_peft_config, get_quantization_config
 
-from westwind.chat_templates import apply_chat_template_choice
+from westwind.training.chat_templates import apply_chat_template_choice
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The recipe's `aift:` section: prompts -> candidates from a pool of generators -> teacher ratings -> pairs.
 
-Validated by `westwind.schema.build(AIFTConfig, raw, "aift")`: unknown keys, bad enums and missing required
+Validated by `westwind.recipe.schema.build(AIFTConfig, raw, "aift")`: unknown keys, bad enums and missing required
 keys (e.g. `sampling.max_new_tokens`) are reported with their key path. See docs/aift.md for an example.
 """
 
@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from trl.scripts.utils import DatasetConfig
 
-from westwind.chat_templates import TEMPLATES, is_jinja
-from westwind.principles import check_weights
+from westwind.aift.principles import check_weights
+from westwind.training.chat_templates import TEMPLATES, is_jinja
 
 Backend = Literal["transformers", "vllm", "openai"]
 JudgeKind = Literal["ultrafeedback", "pairwise", "reward_model", "verifier"]
@@ -175,7 +175,7 @@ class GeneratorConfig(EndpointConfig):
     sampling: SamplingConfig = key(help="sampling settings (max_new_tokens required)")
     n: int = key(1, help="completions per prompt")
     # UltraFeedback-style: a sampled principle system prompt per completion. true: UltraFeedback's weights
-    # (see westwind.principles); or a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}.
+    # (see westwind.aift.principles); or a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}.
     principles: bool | dict[str, float] = key(
         False,
         help="UltraFeedback principle system prompts: true (UltraFeedback's mix) or {principle: weight}",

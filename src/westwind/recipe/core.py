@@ -4,11 +4,11 @@
     model:    {TRL ModelConfig fields} + chat_template
     sft:      {TRL SFTConfig fields} + datasets / test_split_size / drop_invalid_rows
     distill:  westwind.distill.config.DistillConfig (teacher-written dSFT data, before sft)
-    aift:     westwind.aift_config.AIFTConfig
+    aift:     westwind.aift.config.AIFTConfig
     rm:       {TRL RewardConfig fields} + the same data keys (default @aift) + model_name_or_path (default @sft)
               + use_peft (default: model.use_peft)
     dpo:      {TRL DPOConfig fields} + the same data keys + model_name_or_path (default @sft)
-    eval:     westwind.eval_config.EvalConfig
+    eval:     westwind.evaluation.config.EvalConfig
 
 References: `@base` is model.model_name_or_path, `@sft`/`@rm`/`@dpo` those stages' outputs, `@aift` the AIFT
 dataset (rated pairs, plus Constitutional-AI revision pairs with aift.revisions), `@distill` the distilled dSFT
@@ -26,14 +26,14 @@ import yaml
 from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
 from trl.scripts.utils import DatasetConfig
 
-from westwind import schema
-from westwind.aift_config import AIFTConfig
-from westwind.chat_templates import TEMPLATES, is_jinja
+from westwind.aift.config import AIFTConfig
 from westwind.distill.config import DistillConfig
 from westwind.errors import RecipeError
-from westwind.eval_config import EvalConfig
-from westwind.launch_check import check_launch_compatibility
+from westwind.evaluation.config import EvalConfig
+from westwind.recipe import schema
+from westwind.recipe.launch_check import check_launch_compatibility
 from westwind.stages import STAGES
+from westwind.training.chat_templates import TEMPLATES, is_jinja
 
 TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
@@ -130,7 +130,7 @@ REFERENCES: dict[str, tuple[str | None, str]] = {
 }
 MODEL_REFERENCES = tuple(name for name, (_, folder) in REFERENCES.items() if not folder)
 
-# The config classes behind each section, for --help (westwind.usage).
+# The config classes behind each section, for --help (westwind.recipe.usage).
 SECTION_CLASSES: dict[str, tuple[type, ...]] = {
     "model": (ModelArgs,),
     "sft": (StageData, SFTConfig),

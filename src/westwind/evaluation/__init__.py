@@ -1,0 +1,1 @@
+"""The eval stage: its config, the comparison (run), significance. Kept free of imports."""

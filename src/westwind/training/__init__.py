@@ -1,0 +1,1 @@
+"""dSFT/dDPO building blocks: data, models, the trainer setup, chat templates. Kept free of imports."""
