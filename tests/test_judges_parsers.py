@@ -17,7 +17,6 @@ from westwind.judges.base import ParseFailure
 from westwind.judges.parsers import parse_ratings
 from westwind.judges.verdicts import parse_verdict
 
-
 SAMPLING = SamplingConfig(max_new_tokens=64)
 
 

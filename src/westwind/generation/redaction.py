@@ -27,7 +27,8 @@ def redact_key(text: str, key: str) -> str:
         def hide(match: re.Match) -> str:
             word = match.group(0)
             if holds_run(word, runs) or is_masked_form(word, key):
-                return "***"
+                end = word[len(word.rstrip(".!?")) :]
+                return "***" + (end if len(end) == 1 else "")  # keep a full stop, not a `...` mask
             return word
 
         text = WORD.sub(hide, text)
