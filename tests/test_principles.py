@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from trl.scripts.utils import DatasetConfig
 
-from westwind.aift.config import GeneratorConfig, SamplingConfig
+from westwind.aift.config import GeneratorConfig, PromptsConfig, SamplingConfig
 from westwind.aift.generate import generation_requests
 from westwind.aift.principles import (
     PRINCIPLES,
@@ -17,7 +18,7 @@ from westwind.aift.principles import (
     principle_weights,
     with_system_prompt,
 )
-from westwind.aift.prompts import Prompt, prompt_id
+from westwind.aift.prompts import Prompt, load_prompts, prompt_id
 from westwind.aift.stats import principles_by_source
 
 
@@ -146,3 +147,18 @@ def test_principle_counts_by_source_in_stats():
         {"candidates": [{"principle": None}]},
     ]
     assert principles_by_source(records) == {"flan": {"helpfulness": 2}, "sharegpt": {"honesty": 1}}
+
+
+def test_dataset_entry_as_the_source(tmp_path):
+    """`source: @dataset`: a prompt's source is the path of the mixture entry it came from."""
+    chat, maths = tmp_path / "chat.jsonl", tmp_path / "maths.jsonl"
+    chat.write_text('{"prompt": "Say hi."}\n{"prompt": "Say bye."}\n')
+    maths.write_text('{"prompt": "Add 2 and 3."}\n{"prompt": "Say hi."}\n')  # a duplicate keeps chat's source
+    config = PromptsConfig(datasets=[DatasetConfig(path=str(chat)), DatasetConfig(path=str(maths))])
+    prompts, counts = load_prompts(config, seed=0, source="@dataset")
+    assert {p.text: p.source for p in prompts} == {
+        "Say hi.": str(chat),
+        "Say bye.": str(chat),
+        "Add 2 and 3.": str(maths),
+    }
+    assert counts["duplicates"] == 1

@@ -221,7 +221,7 @@ class JudgeConfig(EndpointConfig):
         0.0,
         help="ultrafeedback: share of rating requests asked again with the texts reversed (order-flip rate)",
     )
-    version: str | None = key(
+    version: str | int | None = key(
         None, help="verifier: bump when its verdicts change through code outside the function's module"
     )
 

@@ -128,7 +128,7 @@ def judge_identity(judge: JudgeConfig, model: ResolvedModel | None) -> dict[str,
             "kind": judge.kind,
             "function": judge.function,
             "source": source_digest(judge.function),
-            "version": judge.version,
+            "version": None if judge.version is None else str(judge.version),
             "reference_column": judge.reference_column,
         }
     identity = {"settings": fingerprint_fields(judge), "model": model.fingerprint if model else None}
