@@ -121,3 +121,27 @@ def test_fsdp_qlora_sft_saves_the_adapter_and_dpo_continues_it(tmp_path, tiny_co
     assert (
         len(dpo_adapter) == len(load_file(adapter / "adapter_model.safetensors")) == 16
     )  # 4 projections x 2 layers x A, B
+
+
+@pytest.mark.slow
+def test_fsdp_lora_reward_model_keeps_its_trained_score_head(tmp_path, tiny_model, sft_jsonl):
+    """A LoRA reward model trained under FSDP on 2 CPU ranks: the saved adapter holds the trained `score` head,
+    and the standalone model is merged onto that head, not onto a freshly initialised one."""
+    from safetensors.torch import load_file
+    from test_rm import rm_recipe
+    from transformers import AutoModelForSequenceClassification
+
+    path = rm_recipe(
+        tmp_path, tiny_model, sft_jsonl, use_peft=True, max_steps=2, test_split_size=0.1, use_cpu=True
+    )
+    fsdp_env = {**FSDP_QLORA_ENV, "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
+    fsdp = {"via": REPO / "tests" / "fsdp_on_cpu.py", "env": fsdp_env}
+
+    assert "trained on 2 process(es)" in torchrun("westwind.stages.rm", path, "--model.lora_r", "4", **fsdp)
+
+    out = tmp_path / "out" / "rm"
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    head = adapter["base_model.model.score.weight"]
+    standalone = AutoModelForSequenceClassification.from_pretrained(out)
+    assert standalone.score.weight.shape == head.shape
+    assert standalone.score.weight.detach().equal(head.to(standalone.score.weight.dtype))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,14 +204,18 @@ def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> No
     PEFT 0.21 picks adapter tensors by the model's module names, which FSDP1's nested wrappers change
     (`layers.0._fsdp_wrapped_module.self_attn...`), so saving the wrapped model writes an empty adapter. A
     meta-device copy of the architecture with the same LoRA config has the plain names and costs no memory.
+    The copy is of the trained model's own class: a reward model's `score` head (trained in full, one of
+    PEFT's modules to save) exists only in the sequence-classification class, and a causal-LM copy would
+    leave it out of the adapter.
     """
     import copy
 
     import torch  # lazy: models.py is imported by light commands too
     from peft import get_peft_model
 
+    base = peft_model.get_base_model()
     with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(peft_model.get_base_model().config)
+        skeleton = type(base)._from_config(base.config)
     configs = {name: copy.deepcopy(config) for name, config in peft_model.peft_config.items()}
     skeleton = get_peft_model(skeleton, configs.pop("default"), low_cpu_mem_usage=True)
     for name, config in configs.items():  # e.g. TRL's frozen "ref" copy: known, so PEFT leaves it out
@@ -255,11 +261,18 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
-    """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it."""
+    """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it.
+
+    Rank 0 merges while the others wait, so the merge must make no collective call: under ZeRO-3 the stage's
+    config has already announced DeepSpeed to transformers, whose from_pretrained would then build the model
+    under `zero.Init` and gather its shards from every rank (rank 0 would wait in a gather, the others at the
+    barrier, for ever). The merge loads a plain model in CPU memory instead (the whole base in the recipe's
+    dtype, on rank 0 only).
+    """
     from accelerate import PartialState
     from peft import PeftModel
 
-    with PartialState().main_process_first():
+    with PartialState().main_process_first(), without_zero3_init():
         if not (merged_dir / "config.json").exists():
             base = load_causal_lm(adapter_base(adapter_path), model_args, tokenizer, quantize=False)
             merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
@@ -269,3 +282,20 @@ def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) ->
             tokenizer.save_pretrained(staging)
             staging.rename(merged_dir)
     return str(merged_dir)
+
+
+@contextlib.contextmanager
+def without_zero3_init() -> Iterator[None]:
+    """transformers and PEFT load and merge plain (unpartitioned) models inside this block, even under ZeRO-3.
+
+    Both ask transformers' global DeepSpeed config (set when a TrainingArguments with DeepSpeed is created)
+    whether ZeRO-3 is on; it is hidden here and restored after.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
