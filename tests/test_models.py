@@ -52,12 +52,24 @@ def test_deepspeed_and_fsdp_keep_the_recipes_dtype(monkeypatch):
     args = ModelArgs(model_name_or_path="m", dtype="bfloat16")
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
-    assert models.full_training_dtype(args) == "float32"
+    assert models.full_training_dtype(args, mixed_precision=True) == "float32"
     for flag in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.setenv(flag, "true")
-        assert models.full_training_dtype(args) == "bfloat16"
+        assert models.full_training_dtype(args, mixed_precision=True) == "bfloat16"
         monkeypatch.delenv(flag)
-    assert models.full_training_dtype(ModelArgs(model_name_or_path="m", dtype="float32")) == "float32"
+    fp32 = ModelArgs(model_name_or_path="m", dtype="float32")
+    assert models.full_training_dtype(fp32, mixed_precision=True) == "float32"
+
+
+def test_fsdp_without_mixed_precision_loads_fp32_weights(monkeypatch):
+    """accelerate upcasts FSDP's parameters only under mixed precision: with `bf16: false` the optimizer would
+    update bf16 weights with no fp32 copy, so they load in fp32."""
+    args = ModelArgs(model_name_or_path="m", dtype="bfloat16")
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert models.full_training_dtype(args, mixed_precision=False) == "float32"
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert models.full_training_dtype(args, mixed_precision=False) == "bfloat16"
 
 
 def test_packing_follows_the_attention_that_runs(monkeypatch, capsys):

@@ -148,15 +148,16 @@ def stop_at_turn_end(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase)
 LOW_PRECISION = ("bfloat16", "float16")
 
 
-def full_training_dtype(model_args) -> str | None:
+def full_training_dtype(model_args, mixed_precision: bool) -> str | None:
     """The dtype to load weights in for full fine-tuning.
 
     Outside DeepSpeed/FSDP the optimizer updates the loaded weights themselves: AdamW on bf16 weights has no
     fp32 master copy, so updates below bf16's resolution (~0.4% of a weight) vanish. Such runs load fp32
     weights and compute in bf16 under the trainer's autocast (`bf16: true`). DeepSpeed keeps fp32 master
-    weights of its own, and accelerate upcasts FSDP's parameters to fp32, so those keep the recipe's dtype.
+    weights of its own, and accelerate upcasts FSDP's parameters to fp32 when mixed precision is on (`bf16` or
+    `fp16` in the stage), so those keep the recipe's dtype.
     """
-    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights():
+    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights(mixed_precision):
         return model_args.dtype
     say(
         f"full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
@@ -165,18 +166,22 @@ def full_training_dtype(model_args) -> str | None:
     return "float32"
 
 
-def optimizer_keeps_master_weights() -> bool:
-    """True under DeepSpeed or FSDP (as `accelerate launch` announces them), which keep fp32 master weights."""
-    return _launch_flag("ACCELERATE_USE_DEEPSPEED") or _launch_flag("ACCELERATE_USE_FSDP")
+def optimizer_keeps_master_weights(mixed_precision: bool) -> bool:
+    """True under DeepSpeed, or FSDP with mixed precision (as `accelerate launch` announces them): both keep
+    fp32 master weights. accelerate upcasts FSDP's parameters only when mixed precision is on; without it
+    FSDP trains the loaded (bf16) weights themselves."""
+    if _launch_flag("ACCELERATE_USE_DEEPSPEED"):
+        return True
+    return _launch_flag("ACCELERATE_USE_FSDP") and mixed_precision
 
 
 def _launch_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def training_dtype(model_args, peft_config) -> str | None:
+def training_dtype(model_args, peft_config, mixed_precision: bool) -> str | None:
     """The recipe's dtype for adapter training (PEFT keeps its adapters in fp32); see full_training_dtype."""
-    return model_args.dtype if peft_config is not None else full_training_dtype(model_args)
+    return model_args.dtype if peft_config is not None else full_training_dtype(model_args, mixed_precision)
 
 
 def uniform_dtype_for_fsdp_qlora(model, model_args) -> int:
@@ -223,14 +228,14 @@ def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> No
     skeleton.save_pretrained(output_dir, state_dict=state_dict, selected_adapters=["default"])
 
 
-def sft_model(model_args, tokenizer):
+def sft_model(model_args, tokenizer, mixed_precision: bool):
     """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
     peft_config = get_peft_config(model_args)
-    dtype = training_dtype(model_args, peft_config)
+    dtype = training_dtype(model_args, peft_config, mixed_precision)
     return load_causal_lm(model_args.model_name_or_path, model_args, tokenizer, dtype=dtype), peft_config
 
 
-def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
+def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path, mixed_precision: bool):
     """The DPO policy and PEFT config. The reference is the dSFT model in every mode:
 
     - dSFT full, DPO full: the policy is loaded from the dSFT dir; TRL's reference (or precomputed
@@ -243,7 +248,7 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
     """
     if not is_adapter_dir(sft_path):
         peft_config = get_peft_config(model_args)
-        dtype = training_dtype(model_args, peft_config)
+        dtype = training_dtype(model_args, peft_config, mixed_precision)
         return load_causal_lm(sft_path, model_args, tokenizer, dtype=dtype), peft_config
     from peft import PeftModel
 
@@ -257,7 +262,9 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
         logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
         return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
     merged = merge_adapter(sft_path, model_args, tokenizer, merged_dir)
-    return load_causal_lm(merged, model_args, tokenizer, dtype=full_training_dtype(model_args)), None
+    return load_causal_lm(
+        merged, model_args, tokenizer, dtype=full_training_dtype(model_args, mixed_precision)
+    ), None
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
