@@ -12,7 +12,9 @@ reference log-probs, loss on the whole conversation (no assistant-only loss), no
 the recipe's dtype. Renamed keys: torch_dtype -> dtype, gradient_checkpointing -> activation_checkpointing,
 max_seq_length -> max_length. `max_prompt_length: 512` (DPO) has no TRL 1.16 field and is left out (TRL
 truncates the prompt with the completion to max_length). Quantization keys the handbook leaves unset stay at
-TRL's defaults (nf4, no nested quantization, bitsandbytes' uint8 storage).
+TRL's defaults (nf4, no nested quantization, bitsandbytes' uint8 storage). Attention: the SFT configs ask for
+flash_attention_2 and the DPO configs name none; the benchmark asks for flash_attention_2 in every run (sdpa
+where flash-attn is missing), so attention is not what the two variants differ in.
 """
 
 from __future__ import annotations
