@@ -143,7 +143,10 @@ def run_all(work: Path, steps: int, cpu: bool, tiny: bool) -> dict[str, Any]:
         order = ["handbook", "westwind"] if index % 2 == 0 else ["westwind", "handbook"]
         for variant in order:
             runs.append(run_one(stage, variant, work, models, data, steps, attn, cpu, tiny))
-    runs.append(zero3_merge_run(work, models, data, steps, attn, cpu, tiny))
+    merge = Run(
+        "zero3_merge", "westwind", {"accelerate_config": "recipes/accelerate/zero3.yaml", "processes": 1}
+    )
+    runs.append(zero3_merge_run(merge, work, models, data, steps, attn, cpu))
     device = "cpu" if cpu else torch.cuda.get_device_name(0)
     return {
         "device": device,

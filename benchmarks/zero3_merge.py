@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import subprocess
@@ -11,22 +12,20 @@ from pathlib import Path
 
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
 ZERO3_TIMEOUT_S = 300
 
 
-def zero3_merge_run(work: Path, models, data, steps: int, attn: str, cpu: bool, tiny: bool):
+def zero3_merge_run(run, work: Path, models, data, steps: int, attn: str, cpu: bool):
     """A LoRA dSFT, then full dDPO from it under ZeRO-3 on this one GPU: the adapter is merged (rank 0 alone,
     ZeRO-3 hidden) and the merged model loaded under zero.Init. One process cannot show a cross-rank hang; it
-    shows that the merge path runs under a live DeepSpeed config."""
-    from benchmarks.gpu_smoke import REPO, Run, free_memory
-
-    run = Run(
-        "zero3_merge", "westwind", {"accelerate_config": "recipes/accelerate/zero3.yaml", "processes": 1}
-    )
+    shows that the merge path runs under a live DeepSpeed config. Fills in `run` (a gpu_smoke.Run)."""
     if cpu or importlib.util.find_spec("deepspeed") is None:
         run.status = "skipped"
         run.notes.append("needs a CUDA GPU and DeepSpeed" if cpu else "DeepSpeed is not installed")
         return run
+    import torch
+
     from westwind.recipe.core import load_recipe
     from westwind.training import data as westwind_data
     from westwind.training import trainer as training
@@ -50,7 +49,8 @@ def zero3_merge_run(work: Path, models, data, steps: int, attn: str, cpu: bool, 
     trainer.train()
     training.save_model(trainer, Path(recipe.sft.output_dir))
     del trainer
-    free_memory()
+    gc.collect()
+    torch.cuda.empty_cache()
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "recipes" / "accelerate" / "zero3.yaml"), "--num_processes", "1",
                "-m", "westwind.stages.dpo", str(recipe_file), "--model.use_peft", "false"]  # fmt: skip

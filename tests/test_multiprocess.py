@@ -145,3 +145,42 @@ def test_fsdp_lora_reward_model_keeps_its_trained_score_head(tmp_path, tiny_mode
     standalone = AutoModelForSequenceClassification.from_pretrained(out)
     assert standalone.score.weight.shape == head.shape
     assert standalone.score.weight.detach().equal(head.to(standalone.score.weight.dtype))
+
+
+# accelerate's environment for recipes/accelerate/zero3.yaml on CPU ranks: DeepSpeed's CPU accelerator (gloo).
+ZERO3_CPU_ENV = {
+    "DS_ACCELERATOR": "cpu",
+    "ACCELERATE_USE_DEEPSPEED": "true",
+    "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+    "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true",
+    "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL": "true",
+    "ACCELERATE_MIXED_PRECISION": "no",
+}
+
+
+@pytest.mark.slow
+def test_zero3_reward_model_from_a_lora_sft_merges_without_hanging(tmp_path, tiny_model, sft_jsonl):
+    """rm from a LoRA dSFT under ZeRO-3 on 2 CPU ranks: rank 0 merges the adapter while rank 1 waits, trains,
+    and rank 0 alone scores the held-out pairs. Before the merge hid ZeRO-3, rank 0 built the base under
+    zero.Init and waited in a gather the other rank never joined. DeepSpeed compiles its CPU shared-memory op on
+    first use (minutes on 2 cores; cached in TORCH_EXTENSIONS_DIR after)."""
+    pytest.importorskip("deepspeed")
+    from peft import LoraConfig, get_peft_model
+    from test_rm import rm_recipe
+    from transformers import AutoModelForCausalLM
+
+    sft = tmp_path / "out" / "sft"
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, target_modules=["q_proj"])
+    )
+    lora.peft_config["default"].base_model_name_or_path = str(tiny_model)
+    lora.save_pretrained(sft)
+    path = rm_recipe(tmp_path, tiny_model, sft_jsonl, model_name_or_path="@sft", use_peft=False, max_steps=2)
+    raw = __import__("yaml").safe_load(path.read_text())
+    raw["model"]["use_peft"] = True  # the dSFT was LoRA; the reward model trains in full
+    write_recipe(path, raw)
+
+    stdout = torchrun("westwind.stages.rm", path, via=REPO / "tests" / "fsdp_on_cpu.py", env=ZERO3_CPU_ENV)
+
+    assert "trained on 2 process(es)" in stdout and "rm held-out accuracy" in stdout
+    assert (tmp_path / "out" / "rm" / "sft-merged" / "config.json").is_file()

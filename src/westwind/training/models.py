@@ -160,7 +160,8 @@ def full_training_dtype(model_args, mixed_precision: bool) -> str | None:
     if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights(mixed_precision):
         return model_args.dtype
     say(
-        f"full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
+        f"full fine-tuning without fp32 master weights (no DeepSpeed; no FSDP with bf16/fp16): loading fp32 "
+        f"weights (not {model_args.dtype}) so "
         f"AdamW keeps small updates; bf16/fp16 compute comes from the trainer's autocast"
     )
     return "float32"
