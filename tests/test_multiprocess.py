@@ -184,3 +184,25 @@ def test_zero3_reward_model_from_a_lora_sft_merges_without_hanging(tmp_path, tin
 
     assert "trained on 2 process(es)" in stdout and "rm held-out accuracy" in stdout
     assert (tmp_path / "out" / "rm" / "sft-merged" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_zero3_lora_sft_saves_a_trained_adapter(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    """LoRA (not 4-bit) dSFT under ZeRO-3 on 2 CPU ranks: the saved adapter is gathered whole and trained."""
+    pytest.importorskip("deepspeed")
+    from safetensors.torch import load_file
+
+    stage = {"max_steps": 2, "per_device_train_batch_size": 4, "save_strategy": "no"}
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft=stage)
+    raw["model"].update(use_peft=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
+    recipe = write_recipe(tmp_path / "recipe.yaml", raw)
+
+    stdout = torchrun("westwind.stages.sft", recipe, via=REPO / "tests" / "fsdp_on_cpu.py", env=ZERO3_CPU_ENV)
+
+    assert "trained on 2 process(es)" in stdout
+    adapter = load_file(tmp_path / "out" / "sft" / "adapter_model.safetensors")
+    assert len(adapter) == 8  # 2 layers x (q, v) x (A, B)
+    assert all(
+        tensor.shape[-1] == 4 or tensor.shape[0] == 4 for tensor in adapter.values()
+    )  # whole, not shards
+    assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)  # trained
