@@ -256,6 +256,7 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
             _check_range(recipe, f"{stage}.{key}", getattr(config, key, None), allowed)
     for key, allowed in STAGE_DATA_RANGES.items():
         _check_range(recipe, f"{stage}.{key}", getattr(data, key), allowed)
+    check_padding_free(recipe, ctx, given)
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
@@ -270,6 +271,21 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     else:
         check_model_source(ctx, recipe.model.model_name_or_path, "model.model_name_or_path")
     check_writable(ctx, Path(config.output_dir), f"{stage}.output_dir")
+
+
+def check_padding_free(recipe: Recipe, ctx: Context, given: dict[str, Any]) -> None:
+    """Padding-free batches are one row of concatenated sequences: only a variable-length flash-attention
+    kernel keeps them apart; sdpa or eager would attend across every sequence in the row."""
+    from westwind.training.models import has_varlen_kernel  # lazy: transformers is heavy
+
+    attn = recipe.model.attn_implementation
+    if given.get("padding_free") is True and not has_varlen_kernel(attn):
+        raise ctx.fail(
+            f"{ctx.stage}.padding_free",
+            f"true needs a flash-attention kernel (attn_implementation flash_attention_2, flash_attention_3 "
+            f"or a hub flash kernel), not {attn or 'the default (sdpa)'}: sequences in a padding-free row "
+            f"would attend to each other",
+        )
 
 
 def check_aift(recipe: Recipe, ctx: Context) -> None:
