@@ -1,7 +1,9 @@
-"""Evaluation: a model against a baseline on held-out prompts (win rate, 1-10 scores, verifier accuracy).
+"""Evaluation: a model against a baseline on held-out prompts (win rate, 1-10 scores, verifier accuracy),
+then the published suites in eval.suites (MT-Bench, Arena-Hard; docs/eval.md).
 
 python scripts/run_eval.py recipes/demo-cpu.yaml [--model @dpo] [--baseline @sft]
 python -m westwind.stages.eval recipes/demo-cpu.yaml
+westwind eval RECIPE --suite mt_bench [--model PATH|@sft]   # one suite alone, on any model
 """
 
 from __future__ import annotations
@@ -26,11 +28,19 @@ def main(recipe: Recipe) -> None:
         evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
     )
 
-    out_dir = recipe.stage_dir("eval")
+    from westwind.evaluation.suites import run_suites, selected_suites
+
+    config, out_dir = recipe.eval, recipe.stage_dir("eval")
+    if config.suite is None and config.prompts is not None:
+        with exit_on_user_error():
+            results = evaluate(recipe, config, out_dir)
+        print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
+        print(f"westwind: eval results written to {out_dir / 'results.json'}")
+    names = selected_suites(config.suites, config.suite)
     with exit_on_user_error():
-        results = evaluate(recipe, recipe.eval, out_dir)
-    print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
-    print(f"westwind: eval results written to {out_dir / 'results.json'}")
+        scores = run_suites(recipe, config.suites, config.model, out_dir, names) if names else {}
+    for name, result in scores.items():
+        print(f"westwind: {name}: score {result.get('score')} -> {out_dir / name / 'scores.json'}")
 
 
 def cli(argv: list[str]) -> None:
