@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from trl.scripts.utils import DatasetConfig
 
 from westwind.aift.config import JudgeConfig, PromptsConfig, SamplingConfig, key
-from westwind.evaluation.suites import SUITES, SuitesConfig
+from westwind.evaluation.suites import SuitesConfig
 
 
 @dataclass
@@ -27,7 +28,8 @@ class EvalConfig:
         None, help="held-out prompts (same keys as aift.prompts); unset: only the suites run"
     )
     sampling: SamplingConfig | None = key(
-        None, help="answer sampling for the comparison (required with prompts); greedy unless temperature is set"
+        None,
+        help="answer sampling for the comparison (required with prompts); greedy unless temperature is set",
     )
     model: str = key("@dpo", help="the candidate: a path, hub id, or @sft/@dpo/@base")
     baseline: str = key("@sft", help="what the candidate is compared with")
@@ -48,7 +50,9 @@ class EvalConfig:
     )
     overlap_ngram: int = key(13, help="shared word n-gram length that counts as overlap")
     suites: SuitesConfig | None = key(None, help="published suites: mt_bench, arena_hard, and their judge")
-    suite: str | None = key(None, help="run only this suite (mt_bench | arena_hard), not the comparison")
+    suite: Literal["mt_bench", "arena_hard"] | None = key(
+        None, help="run only this suite (mt_bench | arena_hard), not the comparison"
+    )
 
     def __post_init__(self) -> None:
         if self.verifier is not None and self.verifier.count(":") != 1:
@@ -56,8 +60,6 @@ class EvalConfig:
         if self.batch_size < 1 or self.overlap_ngram < 1:
             raise ValueError("batch_size and overlap_ngram must be at least 1")
         if self.suite is not None:
-            if self.suite not in SUITES:
-                raise ValueError(f"suite must be one of {', '.join(SUITES)}")
             if self.suites is None or getattr(self.suites, self.suite) is None:
                 raise ValueError(f"suite {self.suite} is not configured under eval.suites")
         if self.prompts is not None and self.sampling is None:

@@ -72,7 +72,9 @@ def load_references(path: str | None, questions: list[dict]) -> dict[Any, list[s
         if q.get("category") in NEED_REF_CATS and q["question_id"] not in references
     ]
     if lacking:
-        raise DataError(f"no reference answer for {NEED_REF_CATS} question(s) {lacking[:5]} (reference_answers)")
+        raise DataError(
+            f"no reference answer for {NEED_REF_CATS} question(s) {lacking[:5]} (reference_answers)"
+        )
     return references
 
 
@@ -157,7 +159,11 @@ def judge_answers(
     for question in questions:
         for turn in (1, 2) if len(question["turns"]) == 2 else (1,):
             name, messages = judge_messages(question, answers, prompts, references, turn)
-            fields = {"question_id": question["question_id"], "turn": turn, "category": question.get("category")}
+            fields = {
+                "question_id": question["question_id"],
+                "turn": turn,
+                "category": question.get("category"),
+            }
             fields["judge_prompt"] = name
             requests.append(JudgeRequest(digest([identity, messages], 24), messages, fields))
     journal = KeyedJournal(out_dir / "judgments.jsonl")

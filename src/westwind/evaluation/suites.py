@@ -49,7 +49,9 @@ class SuiteJudgeConfig(EndpointConfig):
 @dataclass
 class MTBenchConfig:
     questions: str = key(help="FastChat question.jsonl (question_id, category, turns)")
-    judge_prompts: str = key(help="FastChat judge_prompts.jsonl (single-v1, single-math-v1, multi-turn forms)")
+    judge_prompts: str = key(
+        help="FastChat judge_prompts.jsonl (single-v1, single-math-v1, multi-turn forms)"
+    )
     reference_answers: str | None = key(
         None, help="FastChat reference_answer/<judge>.jsonl for math, reasoning and coding"
     )
