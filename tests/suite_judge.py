@@ -111,7 +111,7 @@ def judge_endpoint(base_url: str) -> dict[str, Any]:
         "backend": "openai",
         "model": "scripted-judge",
         "base_url": base_url,
-        "concurrency": 4,
+        "concurrency": 16,
         "max_retries": 3,
         "backoff_initial": 0.01,
         "backoff_max": 0.05,

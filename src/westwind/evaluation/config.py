@@ -59,9 +59,8 @@ class EvalConfig:
             raise ValueError("verifier must look like `package.module:function`")
         if self.batch_size < 1 or self.overlap_ngram < 1:
             raise ValueError("batch_size and overlap_ngram must be at least 1")
-        if self.suite is not None:
-            if self.suites is None or getattr(self.suites, self.suite) is None:
-                raise ValueError(f"suite {self.suite} is not configured under eval.suites")
+        if self.suite is not None and (self.suites is None or getattr(self.suites, self.suite) is None):
+            raise ValueError(f"suite {self.suite} is not configured under eval.suites")
         if self.prompts is not None and self.sampling is None:
             raise ValueError("prompts need sampling (at least max_new_tokens)")
         if self.suite is None and self.prompts is None and self.suites is None:

@@ -27,7 +27,6 @@ def main(recipe: Recipe) -> None:
     from westwind.evaluation.run import (
         evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
     )
-
     from westwind.evaluation.suites import run_suites, selected_suites
 
     config, out_dir = recipe.eval, recipe.stage_dir("eval")
@@ -37,6 +36,10 @@ def main(recipe: Recipe) -> None:
         print(json.dumps({k: results[k] for k in ("models", "win_rate") if k in results}, indent=2))
         print(f"westwind: eval results written to {out_dir / 'results.json'}")
     names = selected_suites(config.suites, config.suite)
+    if not names and config.prompts is None:
+        print(
+            "westwind: eval: no prompts and the suites are off (eval.suites.enabled); run one with --suite NAME"
+        )
     with exit_on_user_error():
         scores = run_suites(recipe, config.suites, config.model, out_dir, names) if names else {}
     for name, result in scores.items():
