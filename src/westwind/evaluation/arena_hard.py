@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from westwind.errors import DataError
-from westwind.evaluation.suites import (
+from westwind.evaluation.suite_runner import (
     AnswerRequest,
     JudgeRequest,
     KeyedJournal,
-    SuitesConfig,
     answer_key,
     answerer,
     generate,
@@ -34,6 +33,7 @@ from westwind.evaluation.suites import (
     judge_sampling,
     judge_summary,
 )
+from westwind.evaluation.suites import SuitesConfig
 from westwind.io import atomic_write_json, digest, read_jsonl
 from westwind.judges import ParseFailure
 

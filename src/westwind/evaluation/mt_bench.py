@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from westwind.errors import DataError
-from westwind.evaluation.suites import (
-    MT_BENCH_DEFAULT_TEMPERATURE,
-    MT_BENCH_SOURCE,
+from westwind.evaluation.suite_runner import (
     AnswerRequest,
     JudgeRequest,
     KeyedJournal,
-    SuitesConfig,
     answer_key,
     answerer,
     generate,
@@ -33,6 +30,7 @@ from westwind.evaluation.suites import (
     judge_sampling,
     judge_summary,
 )
+from westwind.evaluation.suites import MT_BENCH_DEFAULT_TEMPERATURE, MT_BENCH_SOURCE, SuitesConfig
 from westwind.io import atomic_write_json, digest, read_jsonl
 from westwind.judges import ParseFailure
 from westwind.seeding import stable_seed

@@ -24,10 +24,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(recipe: Recipe) -> None:
     """Evaluate the recipe's model against its baseline (the eval preflight has passed)."""
+    from westwind.evaluation import arena_hard, mt_bench
     from westwind.evaluation.run import (
         evaluate,  # heavy (torch, transformers): loaded after the recipe is checked
     )
-    from westwind.evaluation.suites import run_suites, selected_suites
+    from westwind.evaluation.suites import selected_suites
 
     config, out_dir = recipe.eval, recipe.stage_dir("eval")
     if config.suite is None and config.prompts is not None:
@@ -41,7 +42,8 @@ def main(recipe: Recipe) -> None:
             "westwind: eval: no prompts and the suites are off (eval.suites.enabled); run one with --suite NAME"
         )
     with exit_on_user_error():
-        scores = run_suites(recipe, config.suites, config.model, out_dir, names) if names else {}
+        runs = {"mt_bench": mt_bench.run, "arena_hard": arena_hard.run}
+        scores = {name: runs[name](recipe, config.suites, config.model, out_dir / name) for name in names}
     for name, result in scores.items():
         print(f"westwind: {name}: score {result.get('score')} -> {out_dir / name / 'scores.json'}")
 
