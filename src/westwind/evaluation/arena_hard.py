@@ -22,12 +22,10 @@ from typing import Any
 
 from westwind.errors import DataError
 from westwind.evaluation.suite_runner import (
+    Answerer,
     AnswerRequest,
     JudgeRequest,
     KeyedJournal,
-    answer_key,
-    answerer,
-    generate,
     judge_all,
     judge_identity,
     judge_sampling,
@@ -172,7 +170,7 @@ def mean_length(texts) -> float:
 def answer_all(recipe, suites: SuitesConfig, model: str, questions: list[dict], path: Path) -> dict[str, str]:
     """Greedy single-turn answers (gen_answer_config.yaml: temperature 0), uid -> text."""
     config = suites.arena_hard
-    generator, resolved = answerer(recipe, model, suites, config.max_new_tokens)
+    answerer = Answerer(recipe, model, suites, config.max_new_tokens)
     requests = []
     for question in questions:
         request = AnswerRequest(
@@ -182,10 +180,13 @@ def answer_all(recipe, suites: SuitesConfig, model: str, questions: list[dict], 
             seed=0,
             fields={"uid": question["uid"], "category": question.get("category")},
         )
-        request.key = answer_key(resolved.fingerprint, config.max_new_tokens, request)
+        request.key = answerer.key(request)
         requests.append(request)
     journal = KeyedJournal(path)
-    texts = generate(generator, resolved, journal, requests)
+    try:
+        texts = answerer.generate(journal, requests)
+    finally:
+        answerer.close()
     journal.finish([r.key for r in requests])
     return {r.fields["uid"]: texts[r.key] for r in requests}
 

@@ -19,12 +19,10 @@ from typing import Any
 
 from westwind.errors import DataError
 from westwind.evaluation.suite_runner import (
+    Answerer,
     AnswerRequest,
     JudgeRequest,
     KeyedJournal,
-    answer_key,
-    answerer,
-    generate,
     judge_all,
     judge_identity,
     judge_sampling,
@@ -111,35 +109,42 @@ def run(recipe, suites: SuitesConfig, model: str, out_dir: Path) -> dict[str, An
 
 def answer_all(recipe, suites: SuitesConfig, model: str, questions: list[dict], path: Path) -> dict:
     """(question_id, turn) -> answer, turn by turn: turn k's messages hold the model's answers before it."""
-    config = suites.mt_bench
-    generator, resolved = answerer(recipe, model, suites, config.max_new_tokens)
+    answerer = Answerer(recipe, model, suites, suites.mt_bench.max_new_tokens)
     journal = KeyedJournal(path)
-    history = {q["question_id"]: [] for q in questions}
+    history: dict[Any, list[dict]] = {q["question_id"]: [] for q in questions}
     answers: dict[tuple, str] = {}
     keys: list[str] = []
-    for turn in range(max(len(q["turns"]) for q in questions)):
-        requests = []
-        for question in (q for q in questions if turn < len(q["turns"])):
-            qid = question["question_id"]
-            messages = [*history[qid], {"role": "user", "content": question["turns"][turn]}]
-            request = AnswerRequest(
-                "",
-                messages,
-                temperature_of(config, question.get("category")),
-                seed=stable_seed("mt_bench", qid, turn),
-                fields={"question_id": qid, "turn": turn + 1, "category": question.get("category")},
-            )
-            request.fields["temperature"] = request.temperature
-            request.key = answer_key(resolved.fingerprint, config.max_new_tokens, request)
-            requests.append(request)
-        texts = generate(generator, resolved, journal, requests)
-        for request in requests:
-            qid, text = request.fields["question_id"], texts[request.key]
-            history[qid] = [*request.messages, {"role": "assistant", "content": text}]
-            answers[(qid, turn + 1)] = text
-            keys.append(request.key)
+    try:
+        for turn in range(max(len(q["turns"]) for q in questions)):
+            requests = turn_requests(suites.mt_bench, answerer, questions, history, turn)
+            texts = answerer.generate(journal, requests)
+            for request in requests:
+                qid, text = request.fields["question_id"], texts[request.key]
+                history[qid] = [*request.messages, {"role": "assistant", "content": text}]
+                answers[(qid, turn + 1)] = text
+                keys.append(request.key)
+    finally:
+        answerer.close()
     journal.finish(keys)
     return answers
+
+
+def turn_requests(config, answerer: Answerer, questions: list[dict], history: dict, turn: int) -> list:
+    """The requests for turn `turn` (0-based) of every question that has it, after the model's own answers."""
+    requests = []
+    for question in (q for q in questions if turn < len(q["turns"])):
+        qid, category = question["question_id"], question.get("category")
+        temperature = temperature_of(config, category)
+        request = AnswerRequest(
+            "",
+            [*history[qid], {"role": "user", "content": question["turns"][turn]}],
+            temperature,
+            seed=stable_seed("mt_bench", qid, turn),
+            fields={"question_id": qid, "turn": turn + 1, "category": category, "temperature": temperature},
+        )
+        request.key = answerer.key(request)
+        requests.append(request)
+    return requests
 
 
 def judge_answers(

@@ -53,52 +53,53 @@ class AnswerRequest:
     fields: dict[str, Any]  # stored with the answer (question id, turn, ...)
 
 
-def answerer(recipe, model: str, suites: SuitesConfig, max_new_tokens: int):
-    """The model under evaluation as a generator endpoint (its chat template, the recipe's model options)
-    and its fingerprint, which keys its answers."""
-    from westwind.endpoints import resolve_model
+class Answerer:
+    """The model under evaluation as a generator endpoint (its chat template, the recipe's model options for an
+    @reference). Its fingerprint keys its answers; the model loads on the first missing answer, once."""
 
-    generator = GeneratorConfig(
-        model=model, sampling=SamplingConfig(max_new_tokens=max_new_tokens), batch_size=suites.batch_size
-    )
-    return generator, resolve_model(generator, recipe)
+    def __init__(self, recipe, model: str, suites: SuitesConfig, max_new_tokens: int):
+        from westwind.endpoints import resolve_model
 
+        self.max_new_tokens = max_new_tokens
+        self.generator = GeneratorConfig(
+            model=model, sampling=SamplingConfig(max_new_tokens=max_new_tokens), batch_size=suites.batch_size
+        )
+        self.resolved = resolve_model(self.generator, recipe)
+        self.backend = None
 
-def answer_key(fingerprint: str, max_new_tokens: int, request: AnswerRequest) -> str:
-    return digest([fingerprint, max_new_tokens, request.temperature, request.seed, request.messages], 24)
+    def key(self, request: AnswerRequest) -> str:
+        """What an answer depends on: the model's content and load options, sampling, the conversation."""
+        fields = [self.resolved.fingerprint, self.max_new_tokens, request.temperature, request.seed]
+        return digest([*fields, request.messages], 24)
 
+    def generate(self, journal: KeyedJournal, requests: list[AnswerRequest]) -> dict[str, str]:
+        """Answers for `requests` (key -> text): journaled ones reused, the rest generated and journaled as
+        they finish."""
+        from westwind.generation import ChatRequest, build_backend
 
-def generate(
-    generator: GeneratorConfig, resolved, journal: KeyedJournal, requests: list[AnswerRequest]
-) -> dict[str, str]:
-    """Answers for `requests` (key -> text): journaled ones reused, the rest generated and journaled as they
-    finish. The model loads only when something is missing."""
-    from westwind.generation import ChatRequest, build_backend
-
-    missing = [r for r in requests if journal.get(r.key) is None]
-    if missing:
-        backend = build_backend(generator, resolved)
-        max_new_tokens = generator.sampling.max_new_tokens
-        by_key = {r.key: r for r in missing}
+        missing = {r.key: r for r in requests if journal.get(r.key) is None}
+        if missing and self.backend is None:
+            self.backend = build_backend(self.generator, self.resolved)
         chat_requests = [
             ChatRequest(
-                r.key,
+                key,
                 r.messages,
-                SamplingConfig(max_new_tokens=max_new_tokens, temperature=r.temperature),
+                SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=r.temperature),
                 seed=r.seed,
             )
-            for r in missing
+            for key, r in missing.items()
         ]
-        try:
-            for result in backend.run(chat_requests):
-                if result.error:
-                    raise RuntimeError(f"generation failed: {result.error}")
-                request = by_key[result.request.key]
-                text = result.completions[0].text.strip()
-                journal.add({"key": request.key, **request.fields, "answer": text})
-        finally:
-            backend.close()
-    return {r.key: journal.get(r.key)["answer"] for r in requests}
+        for result in self.backend.run(chat_requests) if missing else []:
+            if result.error:
+                raise RuntimeError(f"generation failed: {result.error}")
+            request = missing[result.request.key]
+            journal.add({"key": request.key, **request.fields, "answer": result.completions[0].text.strip()})
+        return {r.key: journal.get(r.key)["answer"] for r in requests}
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
 
 
 # ---------------------------------------------------------------- judging
