@@ -289,3 +289,13 @@ def test_kill_during_judging_then_resume_leaves_the_files_of_a_clean_run(tmp_pat
     for name in ("answers.jsonl", "judgments.jsonl", "scores.json"):
         assert (killed_out / name).read_text() == (clean_out / name).read_text(), name
     assert json.loads((killed_out / "scores.json").read_text())["judgments"] == 16
+
+
+def test_arena_hard_reads_the_first_release_formats_too(tmp_path):
+    from westwind.evaluation.arena_hard import load_baseline, load_questions
+
+    old = {"question_id": "q1", "category": "arena-hard-v0.1", "turns": [{"content": "Hi?"}]}
+    questions = load_questions(str(write_jsonl(tmp_path / "q.jsonl", [old])))
+    assert questions[0]["uid"] == "q1" and questions[0]["prompt"] == "Hi?"
+    answer = {"question_id": "q1", "model_id": "gpt-4-0314", "choices": [{"turns": [{"content": "Hello."}]}]}
+    assert load_baseline(str(write_jsonl(tmp_path / "a.jsonl", [answer]))) == ("gpt-4-0314", {"q1": "Hello."})

@@ -52,20 +52,31 @@ DEFAULT_SYSTEM_PROMPT = "OG_ARENA_HARD_PROMPT"
 
 
 def load_questions(path: str, limit: int | None = None) -> list[dict]:
-    questions = read_jsonl(Path(path))
+    questions = [modern_question(q) for q in read_jsonl(Path(path))]
     for index, question in enumerate(questions):
         if "uid" not in question or not isinstance(question.get("prompt"), str):
             raise DataError(f"{path}: line {index + 1}: a question needs uid and a prompt string")
     return questions[:limit] if limit else questions
 
 
+def modern_question(row: dict) -> dict:
+    """The first release's rows (question_id, turns: [{content}]) in the current form (uid, prompt)."""
+    if "uid" in row or "question_id" not in row:
+        return row
+    return {**row, "uid": row["question_id"], "prompt": row["turns"][0]["content"]}
+
+
 def load_baseline(path: str) -> tuple[str, dict[str, str]]:
-    """The baseline's name and its answer per uid (the last message's content, or its `answer`)."""
+    """The baseline's name and its answer per uid: the last message's content (or its `answer`); in the first
+    release's rows (question_id, choices), the first choice's first turn."""
     answers, name = {}, Path(path).stem
     for row in read_jsonl(Path(path)):
-        content = row["messages"][-1]["content"]
-        answers[row["uid"]] = content["answer"] if isinstance(content, dict) else content
-        name = row.get("model", name)
+        if "messages" in row:
+            content = row["messages"][-1]["content"]
+            answers[row["uid"]] = content["answer"] if isinstance(content, dict) else content
+        else:
+            answers[row["question_id"]] = row["choices"][0]["turns"][0]["content"]
+        name = row.get("model", row.get("model_id", name))
     return name, answers
 
 
