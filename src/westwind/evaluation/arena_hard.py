@@ -206,6 +206,7 @@ def judge_games(recipe, suites, questions, answers, baseline, settings, out_dir:
     """Both games of every question (game 1: baseline is A; game 2: the model is A)."""
     identity = judge_identity(recipe, suites.judge, settings["max_tokens"], settings["temperature"])
     prompts = load_system_prompts(suites.arena_hard.judge_prompts)
+    patterns = settings["regex_patterns"]  # how a verdict is read: a judgment read otherwise is stale
     requests = []
     for question in questions:
         uid = question["uid"]
@@ -219,7 +220,9 @@ def judge_games(recipe, suites, questions, answers, baseline, settings, out_dir:
                 {"role": "user", "content": user},
             ]
             fields = {"uid": uid, "game": game}
-            requests.append(JudgeRequest(digest([identity, messages], 24), messages, fields))
+            requests.append(
+                JudgeRequest(digest([identity, patterns, fields, messages], 24), messages, fields)
+            )
     journal = KeyedJournal(out_dir / "judgments.jsonl")
     sampling = judge_sampling(settings["max_tokens"], settings["temperature"])
     judge_all(recipe, suites.judge, sampling, journal, requests, verdict_parser(settings["regex_patterns"]))

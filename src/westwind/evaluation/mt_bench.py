@@ -168,7 +168,7 @@ def judge_answers(
                 "category": question.get("category"),
             }
             fields["judge_prompt"] = name
-            requests.append(JudgeRequest(digest([identity, messages], 24), messages, fields))
+            requests.append(JudgeRequest(digest([identity, fields, messages], 24), messages, fields))
     journal = KeyedJournal(out_dir / "judgments.jsonl")
     judge_all(
         recipe, suites.judge, judge_sampling(config.judge_max_new_tokens), journal, requests, parse_rating

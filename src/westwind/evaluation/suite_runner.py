@@ -70,7 +70,7 @@ class Answerer:
     def key(self, request: AnswerRequest) -> str:
         """What an answer depends on: the model's content and load options, sampling, the conversation."""
         fields = [self.resolved.fingerprint, self.max_new_tokens, request.temperature, request.seed]
-        return digest([*fields, request.messages], 24)
+        return digest([*fields, request.fields, request.messages], 24)  # fields: two equal questions stay two
 
     def generate(self, journal: KeyedJournal, requests: list[AnswerRequest]) -> dict[str, str]:
         """Answers for `requests` (key -> text): journaled ones reused, the rest generated and journaled as
