@@ -46,6 +46,12 @@ def main(recipe: Recipe) -> None:
         scores = {name: runs[name](recipe, config.suites, config.model, out_dir / name) for name in names}
     for name, result in scores.items():
         print(f"westwind: {name}: score {result.get('score')} -> {out_dir / name / 'scores.json'}")
+    if config.suite is not None:  # run alone, outside `westwind run`, which writes the report itself
+        from westwind.report import write_report
+        from westwind.stages import STAGES
+
+        report = write_report(recipe.output_dir, {stage: recipe.stage_dir(stage) for stage in STAGES})
+        print(f"westwind: report: {report}")
 
 
 def cli(argv: list[str]) -> None:
