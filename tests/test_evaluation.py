@@ -1,4 +1,5 @@
-"""Evaluation pieces: MT-Bench-style single-answer ratings and score-based win rates."""
+"""Evaluation pieces: 1-10 single-answer ratings under westwind's own prompt (not MT-Bench: see test_suites.py) and
+score-based win rates."""
 
 from __future__ import annotations
 

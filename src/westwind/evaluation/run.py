@@ -258,7 +258,8 @@ def parse_single_rating(_key: Any, reply: str) -> float:
 
 
 def single_answer_scores(backend, judge: JudgeConfig, prompts: list[Prompt], answers: list[str]) -> dict:
-    """MT-Bench-style 1-10 scores; unparsable replies are re-asked, then counted as failed."""
+    """1-10 scores under westwind's own prompt (not MT-Bench: evaluation.mt_bench runs that); unparsable
+    replies are re-asked, then counted as failed."""
     conversations = {
         p.prompt_id: [{"role": "user", "content": SINGLE_ANSWER_PROMPT.format(prompt=p.text, answer=a)}]
         for p, a in zip(prompts, answers, strict=True)

@@ -336,12 +336,14 @@ def check_seed_tasks(ctx: Context, path: str) -> None:
 
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
-    for key in ("model", "baseline"):
+    compares = config.prompts is not None and config.suite is None  # the suites need no baseline
+    for key in ("model", "baseline") if compares else ("model",):
         path = ctx.reference(getattr(config, key), f"eval.{key}", MODEL_REFERENCES)
         if not getattr(config, key).startswith("@"):
             check_model_source(ctx, path, f"eval.{key}")
-    for index, dataset in enumerate(config.prompts.datasets):
+    for index, dataset in enumerate(config.prompts.datasets if config.prompts else []):
         ctx.reference(dataset.path, f"eval.prompts.datasets[{index}].path", ())
+    check_suites(ctx, config)
     if config.judge is not None:
         check_endpoint(ctx, config.judge, "eval.judge")
         if config.judge.function:
@@ -349,6 +351,22 @@ def check_eval(recipe: Recipe, ctx: Context) -> None:
     if config.verifier:
         check_callable(ctx, config.verifier, "eval.verifier")
     check_writable(ctx, recipe.stage_dir("eval"), "output_dir")
+
+
+def check_suites(ctx: Context, config: Any) -> None:
+    """The suites that will run: their judge endpoint (key rules as aift.judge) and their files."""
+    from westwind.evaluation.suites import selected_suites
+
+    names = selected_suites(config.suites, config.suite)
+    if not names:
+        return
+    check_endpoint(ctx, config.suites.judge, "eval.suites.judge")
+    for name in names:
+        suite = getattr(config.suites, name)
+        for field in ("questions", "judge_prompts", "reference_answers", "baseline_answers", "judge_config"):
+            path = getattr(suite, field, None)
+            if path is not None and not Path(path).expanduser().is_file():
+                raise ctx.fail(f"eval.suites.{name}.{field}", f"file not found: {path}")
 
 
 CHECKS: dict[str, Callable[[Recipe, Context], None]] = {
