@@ -28,6 +28,14 @@ RENAMED_KEYS: dict[str, str] = {
 }
 
 
+# Keys a library renamed but still reads: a recipe may use them, and is told the new name once per load.
+# transformers 5 renamed gradient_checkpointing; TRL 1.16's configs still default the old name to true.
+DEPRECATED_KEYS: dict[str, str] = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
 class SchemaError(ValueError):
     """A problem at one key path; the recipe layer adds the file name."""
 
