@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +320,7 @@ def validate_trainer_stage(
     """Split a stage section into TRL trainer args and westwind data keys; validate and build both."""
     if not isinstance(data, dict):
         raise schema.SchemaError(stage, f"expected a mapping, got {schema.describe(data)}")
-    rename_deprecated_keys(data, stage, recipe.path)
+    schema.rename_deprecated_keys(data, stage, recipe.path)
     data_keys = set(schema.field_types(data_cls))
     trainer_keys = set(schema.field_types(config_cls))
     schema.check_keys(data, data_keys | trainer_keys, stage)
@@ -343,20 +342,6 @@ def validate_trainer_stage(
         return config_cls(**values), stage_data
     except Exception as error:  # TrainingArguments raises ValueError, ImportError, PackageNotFoundError, ...
         raise schema.SchemaError(stage, str(error).strip().splitlines()[0]) from None
-
-
-def rename_deprecated_keys(section: dict[str, Any], stage: str, path: Path) -> None:
-    """A deprecated key still works, read as its new name in place (so the stage hash, and the recipe a stage
-    saves, are the same under either spelling), with one line naming the new one."""
-    for old, new in schema.DEPRECATED_KEYS.items():
-        if old not in section:
-            continue
-        if new in section:
-            raise schema.SchemaError(
-                f"{stage}.{old}", f"deprecated name of {new}, which is also set: keep {new}"
-            )
-        section[new] = section.pop(old)
-        print(f"westwind: {path}: {stage}.{old} is deprecated, read as {new}: write {new}", file=sys.stderr)
 
 
 def accelerator_available() -> bool:

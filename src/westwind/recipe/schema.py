@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import enum
 import math
+import sys
 import types
 import typing
 from typing import Any, Literal, Union
@@ -43,6 +44,18 @@ class SchemaError(ValueError):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+def rename_deprecated_keys(section: dict[str, Any], stage: str, source: object) -> None:
+    """A deprecated key still works, read as its new name in place (so the stage hash, and the recipe a stage
+    saves, are the same under either spelling), with one line naming the new one."""
+    for old, new in DEPRECATED_KEYS.items():
+        if old not in section:
+            continue
+        if new in section:
+            raise SchemaError(f"{stage}.{old}", f"deprecated name of {new}, which is also set: keep {new}")
+        section[new] = section.pop(old)
+        print(f"westwind: {source}: {stage}.{old} is deprecated, read as {new}: write {new}", file=sys.stderr)
 
 
 def suggest(name: str, known: typing.Iterable[str]) -> str:
