@@ -16,7 +16,6 @@ from westwind.aift.principles import (
     draw_principle,
     principle_mix,
     principle_weights,
-    with_system_prompt,
 )
 from westwind.aift.prompts import Prompt, load_prompts, prompt_id
 from westwind.aift.stats import principles_by_source
@@ -47,11 +46,7 @@ def test_principles_are_configurable_and_recorded_per_request():
         GeneratorConfig(model="m", principles={"honesty": 0}, sampling=SamplingConfig(max_new_tokens=8))
 
 
-def test_principles_are_drawn_reproducibly_and_merged_into_system_turns():
-    merged = with_system_prompt(
-        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}], "P"
-    )
-    assert merged == [{"role": "system", "content": "P\n\nBe terse."}, {"role": "user", "content": "hi"}]
+def test_principles_are_drawn_reproducibly_and_prepended_as_system_turns():
     prompt = Prompt(prompt_id([{"role": "user", "content": "hi"}]), [{"role": "user", "content": "hi"}])
     generator = GeneratorConfig(model="m", n=4, principles=True, sampling=SamplingConfig(max_new_tokens=8))
     requests = generation_requests(prompt, 0, generator, seed=1)

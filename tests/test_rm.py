@@ -29,7 +29,7 @@ RM_SECTION = {
     "per_device_train_batch_size": 16,
     "learning_rate": 3e-3,
     "bf16": False,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "logging_steps": 10,
     "save_strategy": "no",
     "max_length": 64,

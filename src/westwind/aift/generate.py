@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 from westwind.aift.config import GeneratorConfig
-from westwind.aift.principles import draw_principle, principle_mix, with_system_prompt
-from westwind.aift.prompts import Prompt
+from westwind.aift.principles import draw_principle, principle_mix
+from westwind.aift.prompts import Prompt, with_system_prompt
 from westwind.aift.workspace import GENERATED_KEY, ShardRun
 from westwind.generation import ChatRequest, Result, build_backend, resolved_sampling
 from westwind.io import Journal

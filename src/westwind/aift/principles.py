@@ -195,10 +195,3 @@ def draw_principle(seed: int, weights: dict[str, float]) -> tuple[str, str]:
     names = sorted(n for n, w in weights.items() if w > 0)
     name = rng.choices(names, weights=[weights[n] for n in names])[0]
     return name, rng.choice(PRINCIPLES[name])
-
-
-def with_system_prompt(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
-    """Prepend `system` (merged into an existing system turn: many templates allow only one)."""
-    if messages and messages[0]["role"] == "system":
-        return [{"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}, *messages[1:]]
-    return [{"role": "system", "content": system}, *messages]

@@ -39,6 +39,13 @@ def conversation_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
+def with_system_prompt(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
+    """Prepend `system` (merged into an existing system turn: many templates allow only one)."""
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": system}, *messages]
+
+
 def prompt_id(messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(normalize_text(conversation_text(messages)).encode()).hexdigest()
 
