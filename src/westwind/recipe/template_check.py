@@ -78,7 +78,10 @@ def _load_subject(recipe: Recipe):
     except ValueError as error:
         raise RecipeError(recipe.path, "model.chat_template", str(error)) from None
     loss = bool(recipe.sft is not None and recipe.sft.assistant_only_loss)
-    return Subject(tokenizer, own, model.chat_template, loss, frozenset(generation_stop_ids(path)))
+    stops = set(generation_stop_ids(path))
+    if recipe.sft is not None and recipe.sft.eos_token:  # TRL makes it the EOS the dSFT model is saved with
+        stops.add(tokenizer.convert_tokens_to_ids(recipe.sft.eos_token))
+    return Subject(tokenizer, own, model.chat_template, loss, frozenset(stops))
 
 
 def _hub_options(path: str) -> dict[str, Any]:

@@ -202,7 +202,7 @@ def rule_turn_end(subject: Subject, template: str | None) -> list[Finding]:
     ids, mask = training_tokens(tokenizer, [*FIRST, SECOND[0]], subject.assistant_only_loss, template)
     position = turn_end_position(tokenizer, ids, FIRST[1]["content"])
     if position is None or ids[position] not in special_ids(tokenizer):
-        after = "nothing" if position is None else repr(tokenizer.decode(ids[position : position + 3]))
+        after = "nothing" if position is None else repr(tokenizer.decode(ids[position:]).split("\n")[0])
         return [
             Finding(
                 "turn-end",
