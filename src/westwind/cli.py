@@ -47,28 +47,28 @@ def check(argv: list[str]) -> None:
     from westwind.stages import STAGES
 
     with exit_on_user_error():
-        argv, example = example_option(argv)
+        argv, example, show = example_option(argv)
         if not argv or argv[0].startswith("-"):
             raise RecipeError("(command line)", "RECIPE", CHECK_USAGE)
         recipe = load_recipe(argv[0], argv[1:])
         preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
         print(summarize(recipe))
-        check_data_and_examples(recipe, example)
+        check_data_and_examples(recipe, example, show)
     print("ok: recipe is valid")
 
 
 CHECK_USAGE = "usage: westwind check RECIPE [--example N | --no-example] [--section.key value ...]"
 
 
-def example_option(argv: list[str]) -> tuple[list[str], int | None]:
-    """argv without --example N / --no-example, and the example row (None: no example; default row 0)."""
+def example_option(argv: list[str]) -> tuple[list[str], int | None, bool]:
+    """argv without --example N / --no-example; the example row (None: the first valid one); whether to show it."""
     from westwind.errors import RecipeError
 
-    rest, example = [], 0
+    rest, example, show = [], None, True
     args = iter(argv)
     for arg in args:
         if arg == "--no-example":
-            example = None
+            show = False
         elif arg == "--example":
             value = next(args, "")
             if not value.isdigit():
@@ -76,7 +76,7 @@ def example_option(argv: list[str]) -> tuple[list[str], int | None]:
             example = int(value)
         else:
             rest.append(arg)
-    return rest, example
+    return rest, example, show
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -116,13 +116,11 @@ class Row:
     values: dict[str, Any]  # normalized: {"messages"} for sft, {"prompt", "chosen", "rejected"} for dpo
 
 
-def check_data_and_examples(recipe: Recipe, example: int | None) -> None:
+def check_data_and_examples(recipe: Recipe, example: int | None, show: bool = True) -> None:
     """Refuse a local dataset that is empty or has no valid row; print one rendered row per training stage
-    (`example`: the row's index in the stage's first local dataset; None: no example)."""
-    rows = {
-        stage: stage_row(recipe, stage, example or 0) for stage in EXAMPLE_STAGES if getattr(recipe, stage)
-    }
-    if example is None:
+    (`example`: the row's index in the stage's first local dataset; None: its first valid row)."""
+    rows = {stage: stage_row(recipe, stage, example) for stage in EXAMPLE_STAGES if getattr(recipe, stage)}
+    if not show:
         return
     subject = load_subject(recipe)
     if subject is None:
@@ -153,7 +151,7 @@ def pair_from_sft(row: Row) -> Row:
     return Row("dpo", source, {"prompt": prompt, "chosen": [answer], "rejected": [rejected]})
 
 
-def stage_row(recipe: Recipe, stage: str, index: int) -> Row | None:
+def stage_row(recipe: Recipe, stage: str, index: int | None) -> Row | None:
     """Row `index` of the stage's first local dataset (default: its first valid row); every local dataset of
     the stage is checked to be non-empty with a valid row. None when no dataset of the stage is local yet."""
     from westwind.training import data  # lazy: datasets
