@@ -28,20 +28,38 @@ def lint_recipe(recipe: Recipe, stages: Iterable[str]) -> None:
     """Run the template lint for `stages` of `recipe`: print warnings and notes, raise the first error."""
     if not any(stage in LINTED_STAGES for stage in stages):
         return
-    subject = load_subject(recipe)
-    if subject is None:
-        return
-    from westwind.training.template_lint import ERROR, lint  # lazy: imports TRL
+    from westwind.training.template_lint import ERROR  # lazy: imports TRL
 
-    key = _subject_key(recipe)
-    first_time = key not in _findings
-    if first_time:
-        _findings[key] = lint(subject)
-    for finding in _findings[key]:
+    first_time = _subject_key(recipe) not in _findings
+    for finding in recipe_findings(recipe) or []:
         if finding.level == ERROR:
             raise RecipeError(recipe.path, finding.key, finding.line())
         if first_time:
             print(f"westwind: {finding.level}: {finding.key}: {finding.line()}", file=sys.stderr)
+
+
+def recipe_findings(recipe: Recipe) -> list | None:
+    """The lint's findings for the recipe's model section (once per process), or None when it was skipped."""
+    key = _subject_key(recipe)
+    if key not in _findings:
+        subject = load_subject(recipe)
+        if subject is None:
+            return None
+        from westwind.training.template_lint import lint  # lazy: imports TRL
+
+        _findings[key] = lint(subject)
+    return _findings[key]
+
+
+def lint_summary(recipe: Recipe) -> list[str]:
+    """What the lint found, one line each, for `westwind new-recipe` (which reports and does not refuse)."""
+    try:
+        found = recipe_findings(recipe)
+    except RecipeError as error:
+        return [f"error: {error.key}: {error.problem}"]
+    if found is None:
+        return ["template lint skipped (see above)"]
+    return [f"{f.level}: {f.key}: {f.line()}" for f in found] or ["template lint: no finding"]
 
 
 def _subject_key(recipe: Recipe) -> tuple:
@@ -73,6 +91,8 @@ def _load_subject(recipe: Recipe):
         return _skip(f"the tokenizer of {path} cannot be loaded here ({reason[:160]})")
     own = tokenizer.chat_template
     own = own.get("default") if isinstance(own, dict) else own
+    if built_from_scratch(path):
+        own = None  # random weights: no format (or BOS) was ever learned with the template init-model saved
     try:
         models.prepare_tokenizer(tokenizer, model)
     except ValueError as error:
@@ -82,6 +102,13 @@ def _load_subject(recipe: Recipe):
     if recipe.sft is not None and recipe.sft.eos_token:  # TRL makes it the EOS the dSFT model is saved with
         stops.add(tokenizer.convert_tokens_to_ids(recipe.sft.eos_token))
     return Subject(tokenizer, own, model.chat_template, loss, frozenset(stops))
+
+
+def built_from_scratch(path: str) -> bool:
+    """A model `westwind init-model` built (the CPU demo's student): random weights, not chat-tuned."""
+    from westwind.demo.init_model import MANIFEST  # lazy: the demo's modules
+
+    return (Path(path).expanduser() / MANIFEST).is_file()
 
 
 def _hub_options(path: str) -> dict[str, Any]:
@@ -172,6 +199,8 @@ def stage_row(recipe: Recipe, stage: str, index: int | None) -> Row | None:
 def valid_row(recipe: Recipe, stage: str, config, path: str, key: str, index: int | None) -> Row | None:
     import dataclasses
 
+    import datasets
+
     from westwind.training import data  # lazy: datasets
 
     normalize, problem_of = (
@@ -179,6 +208,7 @@ def valid_row(recipe: Recipe, stage: str, config, path: str, key: str, index: in
         if stage == "sft"
         else (data.to_preference, data.preference_problem)
     )
+    datasets.disable_progress_bars()  # `westwind check` prints the example, not the loader's bars
     try:
         dataset = data.load_dataset_config(dataclasses.replace(config, path=path))
     except DataError as error:
