@@ -235,7 +235,7 @@ def rule_turn_end(subject: Subject, template: str | None) -> list[Finding]:
                 f"the assistant turn ends with {name} (id {token}), which is not a generation stop token "
                 f"(EOS {tokenizer.eos_token}, generation_config {sorted(subject.stop_ids)}), so AIFT, eval and chat "
                 "would generate past the turn's end: use a template that ends turns with the EOS, or a shipped one "
-                "that sets its end-of-turn token as EOS (chatml, qwen2.5)",
+                "that sets its end-of-turn token as EOS (chatml, qwen2.5), or set sft.eos_token to it",
             )
         )
     return found
