@@ -265,3 +265,18 @@ def test_replacing_a_block_list_and_appending_a_key():
     doc.set("sft", "pad_token", "<pad>")
     doc.delete("model", "dtype")
     assert doc.text() == 'model:\n  lora_target_modules: [q_proj]\nsft:\n  seed: 1\n  pad_token: "<pad>"\n'
+
+
+def test_fork_says_what_the_template_lint_found(tmp_path, tiny_model, capsys):
+    out = tmp_path / "tiny.yaml"
+    fork(str(ZEPHYR), "--model", str(tiny_model), "--family", "llama3", "--out", str(out))
+    said = capsys.readouterr().out
+    assert out.is_file()  # written, and what the lint found is said
+    # The tiny tokenizer has no <|eot_id|> token: llama3's turns would end in plain text.
+    assert f"westwind: {out}: error: model.chat_template: turn-end: " in said
+    assert f"fix the error(s) above before running {out}" in said
+    # It carries a ChatML template of its own; the fork trains it with the llama3 family's: the warning names both.
+    assert f"westwind: {out}: warning: model.chat_template: template-mismatch: " in said
+    assert "(westwind's chatml)" in said and "another (inline Jinja '{{- bos_token }}')" in said
+    fork(str(ZEPHYR), "--model", "Qwen/Qwen2.5-7B", "--out", str(tmp_path / "hub.yaml"))
+    assert "template lint skipped (see above)" in capsys.readouterr().out  # hub-only, offline

@@ -218,7 +218,9 @@ def test_scripts_exit_2_with_one_line_and_write_nothing(script, tmp_path, tiny_m
 
 
 def test_check_prints_each_stage_resolved(recipe_file):
-    result = run("-m", "westwind.cli", "check", str(recipe_file), "--sft.learning_rate", "2e-4")
+    result = run(
+        "-m", "westwind.cli", "check", str(recipe_file), "--no-example", "--sft.learning_rate", "2e-4"
+    )
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout.replace("ok: recipe is valid", ""))
     assert printed["sft"]["learning_rate"] == pytest.approx(2e-4)

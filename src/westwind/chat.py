@@ -112,8 +112,12 @@ class Chat:
         import torch
         from transformers import TextStreamer
 
+        from westwind.training.chat_templates import (
+            render_prompt,  # folds --system where the template refuses it
+        )
+
         self.messages.append({"role": "user", "content": text})
-        prompt = self.tokenizer.apply_chat_template(self.messages, add_generation_prompt=True, tokenize=False)
+        prompt = render_prompt(self.tokenizer, self.messages)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         with torch.no_grad():

@@ -11,7 +11,8 @@ from westwind.stages import MODULES
 USAGE = """usage: westwind COMMAND [ARGS]
 
 commands:
-  check RECIPE [--key value ...]   validate a recipe (no model loads) and print each stage's resolved config
+  check RECIPE [--example N | --no-example] [--key value ...]   validate a recipe (no model loads), print each
+                                   stage's resolved config and one row per training stage, token by token
   run RECIPE [--from S] [--to S]   run [distill ->] dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
   distill | sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
@@ -42,21 +43,47 @@ def check(argv: list[str]) -> None:
     from westwind.errors import RecipeError, exit_on_user_error
     from westwind.recipe import preflight
     from westwind.recipe.core import load_recipe, summarize
+    from westwind.recipe.template_check import check_data_and_examples
     from westwind.stages import STAGES
 
     with exit_on_user_error():
-        usage = "usage: westwind check RECIPE [--stage STAGE] [--section.key value ...]"
+        argv, example, show = example_option(argv)
         if not argv or argv[0].startswith("-"):
-            raise RecipeError("(command line)", "RECIPE", usage)
+            raise RecipeError("(command line)", "RECIPE", CHECK_USAGE)
         overrides, stage = argv[1:], None
         if overrides[:1] == ["--stage"]:  # the overrides are read as that stage reads them (--beta: dpo.beta)
             if len(overrides) < 2 or overrides[1] not in STAGES:
-                raise RecipeError("(command line)", "--stage", f"one of {', '.join(STAGES)}; {usage}")
+                raise RecipeError("(command line)", "--stage", f"one of {', '.join(STAGES)}; {CHECK_USAGE}")
             stage, overrides = overrides[1], overrides[2:]
         recipe = load_recipe(argv[0], overrides, stage=stage)
         preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
-    print(summarize(recipe))
+        print(summarize(recipe))
+        check_data_and_examples(recipe, example, show)
     print("ok: recipe is valid")
+
+
+CHECK_USAGE = (
+    "usage: westwind check RECIPE [--example N | --no-example] [--stage STAGE] [--section.key value ...]"
+)
+
+
+def example_option(argv: list[str]) -> tuple[list[str], int | None, bool]:
+    """argv without --example N / --no-example; the example row (None: the first valid one); whether to show it."""
+    from westwind.errors import RecipeError
+
+    rest, example, show = [], None, True
+    args = iter(argv)
+    for arg in args:
+        if arg == "--no-example":
+            show = False
+        elif arg == "--example":
+            value = next(args, "")
+            if not value.isdigit():
+                raise RecipeError("(command line)", "--example", f"expects a row number, got {value!r}")
+            example = int(value)
+        else:
+            rest.append(arg)
+    return rest, example, show
 
 
 def main(argv: list[str] | None = None) -> None:

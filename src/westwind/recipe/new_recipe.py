@@ -393,6 +393,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"wrote {out} (family {family.name}); check it with: westwind check {out}")
+    report_template_lint(out)
+
+
+def report_template_lint(out: Path) -> None:
+    """Say what the chat-template lint finds in the forked recipe (its tokenizer loads; no model does)."""
+    from westwind.recipe.template_check import lint_summary
+
+    lines = lint_summary(load_recipe(out))
+    print("\n".join(f"westwind: {out}: {line}" for line in lines))
+    if any(line.startswith("error") for line in lines):
+        print(f"westwind: fix the error(s) above before running {out} (docs/templates.md)")
 
 
 if __name__ == "__main__":

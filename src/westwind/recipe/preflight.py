@@ -6,7 +6,8 @@ pipeline runs it for the stages it will launch. A problem raises RecipeError (`F
 Checked here: numeric ranges (rates, beta, batch sizes, fractions, token limits), LoRA/4-bit keys that would be
 ignored, the attention implementation, references (@base, @distill, @sft, @aift, @dpo) and whether what they name exists,
 local model folders (and their tokenizer files), writable output folders, callables (verifiers) importable,
-named API-key variables present (their values are never printed), and launch compatibility.
+named API-key variables present (their values are never printed), launch compatibility, and the chat
+template lint (recipe/template_check.py: the tokenizer loads, no model does).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from westwind.callables import CallableImportError, load_callable
 from westwind.errors import DataError, RecipeError, exit_on_user_error
 from westwind.recipe.core import REFERENCES, Recipe, load_recipe, looks_local
 from westwind.recipe.launch_check import check_launch_compatibility, load_accelerate_config
+from westwind.recipe.template_check import lint_recipe
 from westwind.stages import STAGES
 
 # Where each kind of @reference (westwind.recipe.core.REFERENCES) may be used.
@@ -124,6 +126,7 @@ def check(recipe: Recipe, stages: Iterable[str], produced_earlier: set[str] | No
         if upstream is None:
             upstream = {s for s in STAGES[: STAGES.index(stage)] if getattr(recipe, s) is not None}
         CHECKS[stage](recipe, Context(recipe, stage, upstream))
+    lint_recipe(recipe, stages)  # chat template and special tokens; loads the tokenizer, never a model
 
 
 @dataclass

@@ -7,6 +7,7 @@ template does not write is never there (Mistral/Zephyr were trained with `<s>` f
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
@@ -107,12 +108,15 @@ def refuses_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 def fold_system_into_user(
-    messages: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase
+    messages: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, say: bool = True
 ) -> list[dict[str, Any]]:
     """Messages the template accepts: a leading system turn is prepended to the first user turn when the
-    template refuses system turns; otherwise the messages are returned unchanged."""
+    template refuses system turns (said once per process and template); otherwise the messages unchanged.
+    dSFT and dDPO rows, AIFT, eval and chat all fold through here, so they fold the same way."""
     if not messages or messages[0]["role"] != "system" or not refuses_system_role(tokenizer):
         return messages
+    if say:
+        say_folding(tokenizer)
     system, rest = messages[0], list(messages[1:])
     for index, message in enumerate(rest):
         if message["role"] == "user":
@@ -121,10 +125,40 @@ def fold_system_into_user(
     return [{"role": "user", "content": system["content"]}, *rest]
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]]) -> str:
+FOLD_MESSAGE = (
+    "the chat template refuses a system turn: the system prompt is put before the first user turn's text "
+    "(the same in dSFT, dDPO, AIFT, eval and chat)"
+)
+_said_folding: set[int] = set()
+
+
+def say_folding(tokenizer: PreTrainedTokenizerBase) -> None:
+    key = hash(str(tokenizer.chat_template))
+    if key not in _said_folding:
+        _said_folding.add(key)
+        print(f"westwind: {FOLD_MESSAGE}", file=sys.stderr)
+
+
+def fold_system_turns(dataset, tokenizer: PreTrainedTokenizerBase, column: str):
+    """A training split with each row's leading system turn folded into its first user turn, when the template
+    refuses system turns; the dataset unchanged otherwise."""
+    if not refuses_system_role(tokenizer):
+        return dataset
+    if not any(row[column] and row[column][0]["role"] == "system" for row in dataset):
+        return dataset
+    say_folding(tokenizer)
+    return dataset.map(
+        lambda row: {column: fold_system_into_user(row[column], tokenizer, say=False)},
+        desc="folding system turns into user turns",
+    )
+
+
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], say: bool = True
+) -> str:
     """The chat-templated prompt text for generation, any system turn folded in where the template refuses it."""
     return tokenizer.apply_chat_template(
-        fold_system_into_user(messages, tokenizer), add_generation_prompt=True, tokenize=False
+        fold_system_into_user(messages, tokenizer, say), add_generation_prompt=True, tokenize=False
     )
 
 

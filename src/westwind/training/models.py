@@ -34,11 +34,21 @@ def _hub_kwargs(name_or_path: str, model_args) -> dict[str, Any]:
     return {"revision": revision or "main", "trust_remote_code": model_args.trust_remote_code}
 
 
-def load_tokenizer(name_or_path: str, model_args) -> PreTrainedTokenizerBase:
-    """The tokenizer with the recipe's chat template (or its own), and a pad token."""
+def load_tokenizer(name_or_path: str, model_args, **hub) -> PreTrainedTokenizerBase:
+    """The tokenizer with the recipe's chat template (or its own), and a pad token. `hub`: more from_pretrained
+    options (the template lint passes local_files_only)."""
+    return prepare_tokenizer(load_raw_tokenizer(name_or_path, model_args, **hub), model_args)
+
+
+def load_raw_tokenizer(name_or_path: str, model_args, **hub) -> PreTrainedTokenizerBase:
+    """The tokenizer as saved (its own chat template, if any); an adapter folder without one: its base's."""
     if is_adapter_dir(name_or_path) and not (Path(name_or_path) / "tokenizer_config.json").exists():
         name_or_path = adapter_base(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **_hub_kwargs(name_or_path, model_args))
+    return AutoTokenizer.from_pretrained(name_or_path, **_hub_kwargs(name_or_path, model_args), **hub)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, model_args) -> PreTrainedTokenizerBase:
+    """The recipe's chat template and pad token on a loaded tokenizer."""
     apply_chat_template_choice(tokenizer, model_args.chat_template)
     if model_args.pad_token is not None:
         tokenizer.pad_token = model_args.pad_token

@@ -16,6 +16,7 @@ from westwind import identity, io
 from westwind.errors import RecipeError
 from westwind.recipe.core import Recipe
 from westwind.training import models
+from westwind.training.chat_templates import fold_system_turns
 
 logger = logging.getLogger(__name__)
 RECIPE_COPY = "westwind_recipe.yaml"
@@ -61,6 +62,7 @@ def sft_trainer(recipe: Recipe, dataset, config_hash: str | None = None):
     model_args = absolute_model(recipe.model)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path, model_args)
     model, peft_config = models.sft_model(model_args, tokenizer, mixed_precision(recipe.sft))
+    dataset = folded(dataset, tokenizer, "messages")
     return stage_trainer(SFTTrainer, recipe, "sft", model, tokenizer, dataset, peft_config, config_hash)
 
 
@@ -73,6 +75,7 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
     model, peft_config = models.dpo_policy(
         policy_path, recipe.model, tokenizer, merged_dir, mixed_precision(recipe.dpo)
     )
+    dataset = folded(dataset, tokenizer, "prompt")
     trainer = stage_trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
     models.uniform_dtype_for_fsdp_qlora(trainer.model, recipe.model)  # after TRL adds its "ref" adapter
     return trainer
@@ -81,6 +84,13 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
 def mixed_precision(config) -> bool:
     """Whether the stage computes under bf16/fp16 autocast (accelerate's mixed precision)."""
     return bool(config.bf16 or config.fp16)
+
+
+def folded(dataset, tokenizer, column: str):
+    """Every split with system turns folded into the first user turn where the template refuses them."""
+    return type(dataset)(
+        {name: fold_system_turns(split, tokenizer, column) for name, split in dataset.items()}
+    )
 
 
 def stage_trainer(
