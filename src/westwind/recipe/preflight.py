@@ -320,9 +320,11 @@ def check_seed_tasks(ctx: Context, path: str) -> None:
 
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
-    for key in ("model", "baseline"):
-        path = ctx.reference(getattr(config, key), f"eval.{key}", MODEL_REFERENCES)
-        if not getattr(config, key).startswith("@"):
+    references = {"model": config.model, "baseline": config.baseline}
+    references |= {f"extra_baselines[{i}]": value for i, value in enumerate(config.extra_baselines)}
+    for key, value in references.items():
+        path = ctx.reference(value, f"eval.{key}", MODEL_REFERENCES)
+        if not value.startswith("@"):
             check_model_source(ctx, path, f"eval.{key}")
     for index, dataset in enumerate(config.prompts.datasets):
         ctx.reference(dataset.path, f"eval.prompts.datasets[{index}].path", ())
