@@ -25,6 +25,8 @@ from westwind.errors import DataError, exit_on_user_error
 
 MANIFEST = "import_gguf.json"
 # The token that ends an assistant turn, by the chat-template format it appears in.
+# Keys of transformers' GGUF mapping that are metadata sections, not architectures.
+NOT_ARCHITECTURES = {"general", "tokenizer"}
 TURN_END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 
 
@@ -73,10 +75,11 @@ def inspect_gguf(path: Path) -> GgufSummary:
         raise DataError(f"{path}: not a readable GGUF file ({error})") from None
     fields = {name: _field_value(field) for name, field in reader.fields.items()}
     architecture = str(fields.get("general.architecture", "?"))
-    if architecture not in GGUF_SUPPORTED_ARCHITECTURES:
+    supported = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - NOT_ARCHITECTURES)
+    if _plain(architecture) not in {_plain(name) for name in supported}:
         raise DataError(
             f"{path}: architecture {architecture!r} cannot be dequantized by transformers; "
-            f"supported: {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}"
+            f"supported: {', '.join(supported)}"
         )
     smallest: dict[Any, Any] = {}
     for tensor in reader.tensors:
@@ -96,6 +99,11 @@ def inspect_gguf(path: Path) -> GgufSummary:
         tensor_types=dict(Counter(t.tensor_type.name for t in reader.tensors).most_common()),
         name=str(fields.get("general.name", path.stem)),
     )
+
+
+def _plain(architecture: str) -> str:
+    """transformers reads `qwen2moe`, `gpt-oss` as qwen2_moe, gpt_oss: compare names without separators."""
+    return architecture.replace("-", "").replace("_", "").lower()
 
 
 def _field_value(field) -> Any:
