@@ -188,7 +188,10 @@ def check_model(recipe: Recipe) -> None:
     for key, allowed in MODEL_RANGES.items():
         _check_range(recipe, f"model.{key}", getattr(model, key), allowed)
     rm_adapter = recipe.rm_data is not None and recipe.rm_data.use_peft  # rm may train LoRA on its own
-    if not model.use_peft and not rm_adapter:
+    # A recipe whose LoRA run is switched to full training on the command line (`--model.use_peft false`)
+    # keeps its LoRA keys for the LoRA run: they are not a mistake in it.
+    peft_switched_off = any(item.split("=")[0] == "--model.use_peft" for item in recipe.overrides)
+    if not model.use_peft and not rm_adapter and not peft_switched_off:
         ignored = [key for key in LORA_KEYS if key in given]
         if ignored:
             raise RecipeError(
