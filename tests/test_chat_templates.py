@@ -54,6 +54,20 @@ def test_chatml_adds_its_tokens_and_ends_turns_with_im_end(tokenizer):
     assert len(tokenizer.tokenize("<|im_start|>")) == 1
 
 
+def test_smollm2_adds_its_default_system_turn_only_when_none_is_given_and_no_bos_in_front(tokenizer):
+    apply_chat_template_choice(tokenizer, "smollm2")
+    default = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    )
+    without_system = tokenizer.apply_chat_template(MESSAGES[1:], tokenize=False)
+    assert without_system == default + "<|im_start|>user\nreverse: red cat<|im_end|>\n" + (
+        "<|im_start|>assistant\ncat red<|im_end|>\n"
+    )
+    with_system = tokenizer.apply_chat_template(MESSAGES, tokenize=False)
+    assert with_system.startswith("<|im_start|>system\nBe brief.<|im_end|>\n") and "SmolLM" not in with_system
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
 @pytest.mark.parametrize("name", sorted(OWN_TEMPLATES))
 def test_assistant_mask_covers_exactly_the_answer_and_its_end(tokenizer, name):
     apply_chat_template_choice(tokenizer, name)

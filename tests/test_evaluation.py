@@ -111,3 +111,48 @@ def test_paired_counts_per_prompt_outcomes_and_tests_them():
     assert result["sign_test_p"] == pytest.approx(sum(math.comb(14, k) for k in (12, 13, 14)) / 2**14)
     assert result["ci95"][0] < result["gain"] < result["ci95"][1]
     assert paired(baseline, model)["sign_test_p"] > 0.99  # one-sided: the worse model is not significant
+
+
+def test_each_extra_baseline_gets_its_own_answers_accuracy_and_paired_test(monkeypatch, tmp_path):
+    from trl.scripts.utils import DatasetConfig
+
+    from westwind.aift.config import PromptsConfig
+    from westwind.evaluation.config import EvalConfig
+
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(f'{{"prompt": "What is {i} + 1?", "reference": "{i + 1}"}}\n' for i in range(6)))
+    right = [f"Answer: {i + 1}" for i in range(6)]
+    canned = {"@dpo": right, "@sft": right[:3] + ["Answer: 0"] * 3, "@base": ["Answer: 0"] * 6}
+    monkeypatch.setattr(evaluation, "generate_answers", lambda r, ref, prompts, *a: list(canned[ref]))
+    monkeypatch.setattr(evaluation, "training_overlap", lambda *a: {})
+    config = EvalConfig(
+        prompts=PromptsConfig(datasets=[DatasetConfig(path=str(data))]),
+        sampling=SamplingConfig(max_new_tokens=8),
+        extra_baselines=["@base"],
+        verifier="westwind.demo.tasks:verify",
+    )
+    recipe = types.SimpleNamespace(aift=None, resolve_reference=lambda ref: ref)
+    results = evaluation.evaluate(recipe, config, tmp_path / "eval")
+    assert [results["models"][name]["accuracy"]["correct"] for name in ("dpo", "sft", "base")] == [6, 3, 0]
+    assert (results["paired"]["baseline"], results["paired"]["wins"]) == ("sft", 3)
+    [extra] = results["extra_paired"]
+    assert (extra["model"], extra["baseline"], extra["wins"], extra["losses"]) == ("dpo", "base", 6, 0)
+    assert read_jsonl(tmp_path / "eval" / "per_prompt.jsonl")[0]["correct"] == {
+        "dpo": True,
+        "sft": True,
+        "base": False,
+    }
+
+
+def test_extra_baselines_must_differ_from_the_model_and_baseline():
+    from trl.scripts.utils import DatasetConfig
+
+    from westwind.aift.config import PromptsConfig
+    from westwind.evaluation.config import EvalConfig
+
+    with pytest.raises(ValueError, match="must all differ"):
+        EvalConfig(
+            prompts=PromptsConfig(datasets=[DatasetConfig(path="eval.jsonl")]),
+            sampling=SamplingConfig(max_new_tokens=8),
+            extra_baselines=["@sft"],
+        )

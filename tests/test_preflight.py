@@ -166,6 +166,19 @@ def test_lora_keys_without_use_peft_are_refused(tmp_path, tiny_model, sft_jsonl,
     assert ": model.lora_r: " in message and "use_peft" in message and "lora_alpha" in message
 
 
+def test_a_lora_recipe_switched_to_full_training_on_the_command_line_keeps_its_lora_keys(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl
+):
+    path = recipe_path(
+        tmp_path, tiny_model, sft_jsonl, dpo_jsonl, lambda r: r["model"].update(use_peft=True, lora_r=8)
+    )
+    recipe = load_recipe(path, ["--model.use_peft", "false"])
+    assert recipe.model.use_peft is False
+    preflight.check(
+        recipe, ["sft", "dpo"]
+    )  # the override chose full training; lora_r belongs to the LoRA run
+
+
 def test_lora_target_modules_preset_is_allowed_and_said(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, capsys):
     path = recipe_path(
         tmp_path,

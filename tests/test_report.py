@@ -282,4 +282,26 @@ def test_report_states_the_paired_result_and_an_example(run_dir):
     assert (
         "<td><pre>17+25=32\nAnswer: 32</pre></td><td><pre>7+5+0=12\n1+2+1=04\nAnswer: 42</pre></td>" in text
     )
+    assert "<th>sft (wrong)</th><th>dpo (right)</th>" in text
     assert "dpo − sft accuracy: +8.4 points (95% CI +5.0 to +11.8 points)" in summary_lines(run_dir["root"])
+
+
+def test_report_adds_each_extra_baseline_to_the_result_and_the_example(run_dir):
+    results = with_paired_result(run_dir)
+    rows = [
+        json.loads(line) for line in (run_dir["root"] / "eval" / "per_prompt.jsonl").read_text().splitlines()
+    ]
+    for row in rows:
+        row["answers"]["base"], row["correct"]["base"] = "17 + 25 = 100", False
+    (run_dir["root"] / "eval" / "per_prompt.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows)
+    )
+    results["extra_paired"] = [
+        {"model": "dpo", "baseline": "base", "wins": 300, "ties": 200, "losses": 0, "gain": 0.6}
+        | {"ci95": [0.55, 0.65], "sign_test_p": 1e-90}
+    ]
+    write_json(run_dir["root"] / "eval" / "results.json", results)
+    text = write_report(run_dir["root"]).read_text()
+    assert "dpo − base accuracy: +60.0 points (95% CI +55.0 to +65.0 points)" in text
+    assert "<th>sft (wrong)</th><th>base (wrong)</th><th>dpo (right)</th>" in text
+    assert "<td><pre>17 + 25 = 100</pre></td><td><pre>7+5+0=12" in text

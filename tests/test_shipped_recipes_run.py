@@ -41,6 +41,7 @@ SPEED = {
     "gradient_accumulation_steps": 1,
     "max_length": 64,
     "bf16": False,
+    "save_strategy": "steps",  # recipes/smollm2-135m.yaml saves no checkpoints on CPU
     "save_steps": 2,
     "logging_steps": 1,
     "dataloader_num_workers": 0,
@@ -109,8 +110,13 @@ def shrink(recipe: dict[str, Any], model_dir: Path, data: Path, out: Path) -> di
     raw["sft"].update(SPEED)
 
     pairs = write_jsonl(data / "pairs.jsonl", full_conversation_pairs(16))
-    raw["dpo"]["datasets"] = local_datasets(raw["dpo"]["datasets"], pairs)
+    # A recipe whose dpo section names no datasets trains on @aift, its default.
+    raw["dpo"]["datasets"] = local_datasets(raw["dpo"].get("datasets", [{"path": "@aift"}]), pairs)
     raw["dpo"].update(SPEED)
+    if model.get("chat_template") == "smollm2":
+        # Its default system turn alone is ~100 characters: one token each with the tiny character tokenizer.
+        for stage in ("sft", "dpo"):
+            raw[stage]["max_length"] = 256
     if model.get("load_in_4bit") and "precompute_ref_log_probs" not in raw["dpo"]:
         # bitsandbytes' CPU 4-bit inference kernel (the no-grad precompute pass) needs layers at least one quant
         # block (64) wide; the tiny model's are 32, so westwind's precompute default is turned off here only.

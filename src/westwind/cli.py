@@ -1,4 +1,4 @@
-"""The `westwind` console: check, run, init-model, new-recipe."""
+"""The `westwind` console: check, run, init-model, import-gguf, new-recipe."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ commands:
   run RECIPE [--from S] [--to S]   run [distill ->] dSFT -> AIFT -> (rm) -> dDPO -> eval, skipping finished stages
   distill | sft | aift | rm | dpo | eval RECIPE [...]   one stage alone (python -m westwind.stages.<stage>)
   init-model --out DIR ...         build a tiny tokenizer + random-weight model from scratch (CPU demo)
+  import-gguf FILE --out DIR       a GGUF checkpoint as a safetensors model folder (tokenizer, template, card)
   new-recipe --from R --model M --out PATH   fork a recipe for another base model
   launch-check RECIPE [ACCELERATE_CONFIG]    refuse broken combinations (e.g. QLoRA + ZeRO-3) before launch
   merge RECIPE [--stage S] [--out DIR] [--dtype D] [--push-to-hub REPO]   a standalone model from a stage
@@ -26,6 +27,7 @@ commands:
 COMMANDS = {
     "run": "westwind.pipeline:main",
     "init-model": "westwind.demo.init_model:main",
+    "import-gguf": "westwind.training.gguf:main",
     "new-recipe": "westwind.recipe.new_recipe:main",
     "launch-check": "westwind.recipe.preflight:launch_check_main",
     "merge": "westwind.merge:main",

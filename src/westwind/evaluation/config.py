@@ -18,6 +18,7 @@ class EvalConfig:
       prompts: {datasets: [{path: data/demo/eval.jsonl}], column: prompt, max_prompts: 200}
       model: "@dpo"          # the candidate (any path, hub id, @sft/@dpo/@base)
       baseline: "@sft"
+      extra_baselines: ["@base"]   # each also compared with the model (paired test; verifier only)
       sampling: {max_new_tokens: 64}   # greedy unless temperature is set
       judge: ...             # default: the aift judge; win rate (a), 1-10 scores (b) for LLM judges
       verifier: pkg.mod:fn   # accuracy (c); default: the judge's function when the judge is a verifier
@@ -33,6 +34,9 @@ class EvalConfig:
     )
     model: str = key("@dpo", help="the candidate: a path, hub id, or @sft/@dpo/@base")
     baseline: str = key("@sft", help="what the candidate is compared with")
+    extra_baselines: list[str] = key(
+        factory=list, help="more models the candidate is compared with (answers, accuracy, paired test)"
+    )
     judge: JudgeConfig | None = key(
         None, help="default: the aift judge; win rate, and 1-10 scores for LLM judges"
     )
@@ -59,6 +63,9 @@ class EvalConfig:
             raise ValueError("verifier must look like `package.module:function`")
         if self.batch_size < 1 or self.overlap_ngram < 1:
             raise ValueError("batch_size and overlap_ngram must be at least 1")
+        compared = [self.model, self.baseline, *self.extra_baselines]
+        if len(set(compared)) != len(compared):
+            raise ValueError(f"model, baseline and extra_baselines must all differ; got {compared}")
         if self.suite is not None and (self.suites is None or getattr(self.suites, self.suite) is None):
             raise ValueError(f"suite {self.suite} is not configured under eval.suites")
         if self.prompts is not None and self.sampling is None:

@@ -5,6 +5,7 @@ results.json:
     prompts, prompt_counts, overlap {ngram, training_prompts, overlapping, examples},
     models {LABEL: {path, answers, accuracy {correct, total, rate, ci95}, single_answer {mean, scored, failed}}},
     paired {model, baseline, wins, ties, losses, gain, ci95, sign_test_p, per_prompt}   # with a verifier
+    extra_paired [{model, baseline, wins, ...}]   # one per eval.extra_baselines, with a verifier
     win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips]}
 
 With a verifier, per_prompt.jsonl (`paired.per_prompt`) holds every prompt's reference and both models' answers and correctness.
@@ -49,7 +50,7 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
         "models": {},
     }
     answers, correct = {}, {}
-    for reference in (config.model, config.baseline):
+    for reference in (config.model, config.baseline, *config.extra_baselines):
         name = label(reference)
         answers[name] = generate_answers(
             recipe, reference, prompts, config, out_dir / f"answers-{name}.jsonl", seed
@@ -71,6 +72,10 @@ def evaluate(recipe, config: EvalConfig, out_dir: Path, seed: int = 0) -> dict[s
             **paired(correct[model], correct[baseline]),
             "per_prompt": PER_PROMPT,
         }
+        results["extra_paired"] = [
+            {"model": model, "baseline": label(extra), **paired(correct[model], correct[label(extra)])}
+            for extra in config.extra_baselines
+        ]
     if judge is not None:
         results["win_rate"] = {
             "model": model,

@@ -191,7 +191,10 @@ def check_model(recipe: Recipe) -> None:
     for key, allowed in MODEL_RANGES.items():
         _check_range(recipe, f"model.{key}", getattr(model, key), allowed)
     rm_adapter = recipe.rm_data is not None and recipe.rm_data.use_peft  # rm may train LoRA on its own
-    if not model.use_peft and not rm_adapter:
+    # A recipe whose LoRA run is switched to full training on the command line (`--model.use_peft false`)
+    # keeps its LoRA keys for the LoRA run: they are not a mistake in it.
+    peft_switched_off = any(item.split("=")[0] == "--model.use_peft" for item in recipe.overrides)
+    if not model.use_peft and not rm_adapter and not peft_switched_off:
         ignored = [key for key in LORA_KEYS if key in given]
         if ignored:
             raise RecipeError(
@@ -340,9 +343,13 @@ def check_seed_tasks(ctx: Context, path: str) -> None:
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
     compares = config.prompts is not None and config.suite is None  # the suites need no baseline
-    for key in ("model", "baseline") if compares else ("model",):
-        path = ctx.reference(getattr(config, key), f"eval.{key}", MODEL_REFERENCES)
-        if not getattr(config, key).startswith("@"):
+    references = {"model": config.model}
+    if compares:
+        references["baseline"] = config.baseline
+        references |= {f"extra_baselines[{i}]": value for i, value in enumerate(config.extra_baselines)}
+    for key, value in references.items():
+        path = ctx.reference(value, f"eval.{key}", MODEL_REFERENCES)
+        if not value.startswith("@"):
             check_model_source(ctx, path, f"eval.{key}")
     for index, dataset in enumerate(config.prompts.datasets if config.prompts else []):
         ctx.reference(dataset.path, f"eval.prompts.datasets[{index}].path", ())

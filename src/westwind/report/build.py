@@ -58,6 +58,8 @@ def headline_lines(outputs: RunOutputs) -> list[str]:
         lines.append(f"{win.get('model')} vs {win.get('baseline')} win rate: {win_rate_text(win)}")
     if isinstance(pair, dict):
         lines += paired_lines(pair)
+        for extra in results.get("extra_paired") or []:
+            lines += paired_lines(extra)
     elif win:
         rates = [accuracy_rate(results, win.get(side)) for side in ("model", "baseline")]
         if None not in rates:

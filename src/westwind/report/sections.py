@@ -214,7 +214,8 @@ def eval_section(outputs: RunOutputs, plots: Path) -> list[str]:
 
 
 def example_section(eval_dir: Path, pair: Any) -> list[str]:
-    """The first held-out prompt the model gets right and the baseline wrong, both answers side by side."""
+    """The first held-out prompt the model gets right and the baseline wrong: every evaluated model's answer
+    side by side (baseline first, the model last)."""
     if not isinstance(pair, dict) or not (eval_dir / str(pair.get("per_prompt"))).is_file():
         return []
     path = eval_dir / pair["per_prompt"]
@@ -229,14 +230,15 @@ def example_section(eval_dir: Path, pair: Any) -> list[str]:
     )
     if example is None:
         return []
-    cells = "".join(
-        f"<td><pre>{html.escape(example['answers'][name])}</pre></td>" for name in (baseline, model)
-    )
+    names = [baseline, *(n for n in example["answers"] if n not in (model, baseline)), model]
+    verdict = {True: "right", False: "wrong"}
+    headers = "".join(f"<th>{name} ({verdict[bool(example['correct'][name])]})</th>" for name in names)
+    cells = "".join(f"<td><pre>{html.escape(example['answers'][name])}</pre></td>" for name in names)
     return [
         f"### Example: {model} right, {baseline} wrong",
         "",
         f"Prompt: `{example['prompt']}` (expected answer: `{example['reference']}`)",
         "",
-        f"<table><tr><th>{baseline} (wrong)</th><th>{model} (right)</th></tr><tr>{cells}</tr></table>",
+        f"<table><tr>{headers}</tr><tr>{cells}</tr></table>",
         "",
     ]

@@ -2,7 +2,8 @@
 
 Every template marks assistant content with {% generation %} so assistant-only loss works, and starts with
 the tokenizer's BOS when it has one: TRL tokenizes chats with `add_special_tokens=False`, so a BOS the
-template does not write is never there (Mistral/Zephyr were trained with `<s>` first).
+template does not write is never there (Mistral/Zephyr were trained with `<s>` first). The exception is
+`smollm2`, whose BOS *is* `<|im_start|>`: its template writes it at every turn, never once more in front.
 """
 
 from __future__ import annotations
@@ -44,7 +45,27 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 
-OWN_TEMPLATES: dict[str, str] = {"zephyr": ZEPHYR, "chatml": CHATML}
+# SmolLM2-Instruct's own template (as shipped in its tokenizer and GGUF file) with generation markers: ChatML
+# plus its default system turn when the conversation has none, so training sees what users of the model send.
+# No BOS in front: SmolLM2's bos_token is `<|im_start|>` itself. Pad = EOS = end of turn = `<|im_end|>`.
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+SMOLLM2 = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\n" + SMOLLM2_SYSTEM + "<|im_end|>\n' }}"
+    "{%- endif -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- generation -%}{{ message['content'] + '<|im_end|>' }}{%- endgeneration -%}"
+    "{%- else -%}"
+    "{{ message['content'] + '<|im_end|>' }}"
+    "{%- endif -%}"
+    "{{ '\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+
+OWN_TEMPLATES: dict[str, str] = {"zephyr": ZEPHYR, "chatml": CHATML, "smollm2": SMOLLM2}
 # Shipped name -> attribute of trl.chat_template_utils holding TRL's training variant (BOS included).
 TRL_TEMPLATES: dict[str, str] = {
     "llama3": "llama3_training_chat_template",
@@ -61,8 +82,9 @@ TEMPLATES: dict[str, str] = {
 SPECIAL_TOKENS: dict[str, list[str]] = {
     "chatml": ["<|im_start|>", "<|im_end|>"],
     "qwen2.5": ["<|im_start|>", "<|im_end|>"],
+    "smollm2": ["<|im_start|>", "<|im_end|>"],
 }
-TURN_END: dict[str, str] = {"chatml": "<|im_end|>", "qwen2.5": "<|im_end|>"}
+TURN_END: dict[str, str] = {"chatml": "<|im_end|>", "qwen2.5": "<|im_end|>", "smollm2": "<|im_end|>"}
 
 
 def is_jinja(value: str) -> bool:
