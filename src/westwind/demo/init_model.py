@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from westwind import io
 from westwind.demo.tiny import ARCHITECTURES, build_model, build_tokenizer
 from westwind.training.chat_templates import apply_chat_template_choice
 
@@ -69,7 +70,7 @@ def init_model(
         "chat_template": chat_template,
         "seed": seed,
     }
-    previous = read_manifest(out)
+    previous = io.read_json(out / MANIFEST)
     if previous == manifest and (out / "config.json").is_file():
         print(f"init-model: {out} already holds this model (same arguments and data); skipping")
         return out
@@ -141,13 +142,6 @@ def strings_in(value: Any) -> Iterator[str]:
 
 def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def read_manifest(out: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from westwind import io
 from westwind.errors import DataError, exit_on_user_error
 
 MANIFEST = "import_gguf.json"
@@ -119,10 +120,10 @@ def import_gguf(path: str | Path, out_dir: str | Path, force: bool = False) -> P
     source, out = Path(path), Path(out_dir)
     summary = inspect_gguf(source)
     manifest = {"source": source.name, "sha256": summary.sha256}
-    if _read_manifest(out) == manifest and (out / "config.json").is_file():
+    if io.read_json(out / MANIFEST) == manifest and (out / "config.json").is_file():
         print(f"import-gguf: {out} already holds {source.name} (sha256 {summary.sha256[:12]}); skipping")
         return out
-    if out.exists() and _read_manifest(out) is None and any(out.iterdir()) and not force:
+    if out.exists() and io.read_json(out / MANIFEST) is None and any(out.iterdir()) and not force:
         raise DataError(f"{out}: not empty and not made by import-gguf; pass --force to overwrite")
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -195,13 +196,6 @@ def model_card(summary: GgufSummary, model, tokenizer) -> str:
         f"- generation stops at token ids {model.generation_config.eos_token_id}\n\n"
         "The weights are the dequantized values of the quantized file, not the original full-precision model.\n"
     )
-
-
-def _read_manifest(out: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> None:
