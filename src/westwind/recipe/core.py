@@ -32,10 +32,12 @@ from westwind.errors import RecipeError
 from westwind.evaluation.config import EvalConfig
 from westwind.recipe import schema
 from westwind.recipe.launch_check import check_launch_compatibility
+from westwind.rounds import RoundsConfig, parse_config, round_dir, round_raw, split_reference
 from westwind.stages import STAGES
 from westwind.training.chat_templates import TEMPLATES, is_jinja
 
-TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
+# `rounds`: iterative dDPO (westwind.rounds); `round`: which round a stage process runs (`--round k`).
+TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES, "rounds", "round")
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
 
 
@@ -158,15 +160,33 @@ class Recipe:
     rm_data: RMStageExtras | None = None
     eval: Any = None
     overrides: list[str] = dataclasses.field(default_factory=list)  # as given on the command line
+    rounds: RoundsConfig = dataclasses.field(default_factory=RoundsConfig)
+    round: int = 1  # the round this recipe is rewritten for (westwind.rounds.round_raw)
+    source_raw: dict[str, Any] = dataclasses.field(default_factory=dict)  # before that rewrite
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
         if stage in ("sft", "rm", "dpo") and config is not None:
-            return Path(config.output_dir)
-        return self.output_dir / stage
+            return Path(config.output_dir)  # round k's dpo.output_dir is already round k's
+        return round_dir(self.output_dir / stage, self.round if stage in ("aift", "eval") else 1)
+
+    def round_stage_dir(self, stage: str, round_index: int) -> Path:
+        """A round's folder for aift/dpo/eval, from any round's recipe."""
+        if stage == "dpo":
+            first = (self.source_raw.get("dpo") or {}).get("output_dir") or self.output_dir / "dpo"
+            return round_dir(Path(first), round_index)
+        return round_dir(self.output_dir / stage, round_index)
 
     def resolve_reference(self, value: str) -> str:
-        """Turn a @reference (REFERENCES) into a concrete model or dataset path; other values are returned."""
+        """Turn a @reference (REFERENCES; `@dpo-r2`, `@aift-r2`: a round's) into a concrete model or dataset
+        path; other values are returned. With rounds, `@dpo` is the last round's model."""
+        by_round = split_reference(value)
+        if by_round is not None:
+            name, index = by_round
+            path = self.round_stage_dir(name[1:], index)
+            return str(path / REFERENCES[name][1]) if REFERENCES[name][1] else str(path)
+        if value == "@dpo" and self.rounds.count > 1:
+            return str(self.round_stage_dir("dpo", self.rounds.count))
         if value not in REFERENCES:
             return value
         stage, folder = REFERENCES[value]
@@ -260,14 +280,18 @@ def set_key(data: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
 # ---------------------------------------------------------------- validation
 
 
-def validate(raw: dict[str, Any], path: Path) -> Recipe:
-    schema.check_keys(raw, TOP_LEVEL_KEYS, "")
+def validate(source: dict[str, Any], path: Path) -> Recipe:
+    schema.check_keys(source, TOP_LEVEL_KEYS, "")
     for name in ("output_dir", "model"):
-        if name not in raw:
+        if name not in source:
             raise schema.SchemaError(name, "required key is missing")
+    rounds = parse_config(source.get("rounds"))
+    round_index = schema.coerce(source.get("round", 1), int, "round")
+    raw = round_raw(source, round_index)
     output_dir = Path(schema.coerce(raw["output_dir"], str, "output_dir"))
     model = validate_model(raw["model"])
     recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
+    recipe.rounds, recipe.round, recipe.source_raw = rounds, round_index, source
     # Before any trainer config is built: TRL's configs already set up DeepSpeed/FSDP from the launch env.
     check_launch_compatibility(recipe, None)
     if raw.get("sft") is not None:

@@ -23,6 +23,7 @@ from westwind.callables import CallableImportError, load_callable
 from westwind.errors import DataError, RecipeError, exit_on_user_error
 from westwind.recipe.core import REFERENCES, Recipe, load_recipe, looks_local
 from westwind.recipe.launch_check import check_launch_compatibility, load_accelerate_config
+from westwind.rounds import split_reference
 from westwind.stages import STAGES
 
 # Where each kind of @reference (westwind.recipe.core.REFERENCES) may be used.
@@ -139,10 +140,11 @@ class Context:
         """Resolve @base/@sft/@aift/@dpo; a stage's output must exist unless that stage runs earlier."""
         if not value.startswith("@"):
             return value
-        if value not in allowed:
+        name = round_reference_name(value, allowed, self.recipe)
+        if name not in allowed:
             raise self.fail(key, f"unknown reference {value!r} (here: {', '.join(allowed)})")
         path = self.recipe.resolve_reference(value)
-        producer = REFERENCES[value][0]
+        producer = REFERENCES[name][0]
         if producer is None:
             return path
         if getattr(self.recipe, producer) is None and not Path(path).exists():
@@ -150,6 +152,17 @@ class Context:
         if producer not in self.produced_earlier and not Path(path).exists():
             raise self.fail(key, f"{value} -> {path} not found: run the {producer} stage first")
         return path
+
+
+def round_reference_name(value: str, allowed: tuple[str, ...], recipe: Recipe) -> str:
+    """`@dpo-r2` / `@aift-r2` (westwind.rounds) stand where @sft / @aift may: a round's model or pairs, of a
+    round this recipe has. Other values are returned as they are."""
+    by_round = split_reference(value)
+    if by_round is None or by_round[1] > recipe.rounds.count:
+        return value
+    name = by_round[0]
+    stands_for = "@sft" if name == "@dpo" else name
+    return name if stands_for in allowed or name in allowed else value
 
 
 LAUNCH_USAGE = "usage: westwind launch-check RECIPE [ACCELERATE_CONFIG] [--stage STAGE [--key value ...]]"
