@@ -165,7 +165,11 @@ def stage_hashes(recipe) -> dict[str, str]:
     """A hash per present stage of the recipe's round, chained so that a changed upstream stage (an earlier
     round's included) invalidates everything after it."""
     chain = round_hashes(recipe)
-    return {stage: chain[rounds.step_name(stage, recipe.round)] for stage in STAGES if stage_present(recipe, stage)}
+    return {
+        stage: chain[rounds.step_name(stage, recipe.round)]
+        for stage in STAGES
+        if stage_present(recipe, stage)
+    }
 
 
 def stage_present(recipe, stage: str) -> bool:

@@ -40,7 +40,9 @@ class RoundsConfig:
     prompts: Literal["disjoint", "same"] = _key(
         "disjoint", "with count > 1: each round its own seeded slice of the AIFT prompt pool, or all of it"
     )
-    samples_per_prompt: int | None = _key(None, "candidates per prompt from rounds 2.. (unset: generators' n)")
+    samples_per_prompt: int | None = _key(
+        None, "candidates per prompt from rounds 2.. (unset: generators' n)"
+    )
     mix_previous_pairs: bool = _key(False, "round k trains on rounds 1..k's pairs, not only its own")
 
     def __post_init__(self) -> None:
@@ -82,7 +84,9 @@ def parse_step(name: str) -> tuple[str, int]:
 
 def round_dir(round_one_dir: Path, round_index: int) -> Path:
     """Round k's folder beside round 1's: `dpo` -> `dpo-r2`."""
-    return round_one_dir if round_index == 1 else round_one_dir.with_name(f"{round_one_dir.name}-r{round_index}")
+    return (
+        round_one_dir if round_index == 1 else round_one_dir.with_name(f"{round_one_dir.name}-r{round_index}")
+    )
 
 
 def split_reference(value: str) -> tuple[str, int] | None:

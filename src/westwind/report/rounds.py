@@ -33,7 +33,9 @@ def round_rows(recipes: dict[int, Any]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"round": index, "model": model, "eval_dir": str(eval_dir)}
         entry = results.get("models", {}).get(model, {})
         row["accuracy"] = entry.get("accuracy")
-        row["baseline"] = results.get("paired", {}).get("baseline") or results.get("win_rate", {}).get("baseline")
+        row["baseline"] = results.get("paired", {}).get("baseline") or results.get("win_rate", {}).get(
+            "baseline"
+        )
         row["baseline_accuracy"] = results.get("models", {}).get(row["baseline"] or "", {}).get("accuracy")
         row["vs_baseline"] = results.get("paired")
         row["win_rate"] = results.get("win_rate")
@@ -103,7 +105,10 @@ def rounds_section(rows: list[dict[str, Any]], plot: Path | None) -> list[str]:
             f"| {percent(row['dpo_reward_accuracy'])} / {fmt(row['dpo_reward_margin'], '.2f')} |"
         )
     if rows and rows[0]["baseline_accuracy"]:
-        lines += ["", f"dSFT ({rows[0]['baseline']}) accuracy: {percent(rows[0]['baseline_accuracy'].get('rate'))}"]
+        lines += [
+            "",
+            f"dSFT ({rows[0]['baseline']}) accuracy: {percent(rows[0]['baseline_accuracy'].get('rate'))}",
+        ]
     if plot is not None:
         lines += ["", f"![accuracy across rounds]({PLOTS_DIR}/{plot.name})"]
     return [*lines, ""]
@@ -125,9 +130,9 @@ def rounds_plot(path: Path, rows: list[dict[str, Any]]) -> Path | None:
     axes = figure.subplots()
     xs = [x for x, _ in points]
     rates = [100 * a["rate"] for _, a in points]
-    errors = [[r - 100 * a["ci95"][0] for r, (_, a) in zip(rates, points)],
-              [100 * a["ci95"][1] - r for r, (_, a) in zip(rates, points)]]
-    axes.errorbar(xs, rates, yerr=errors, marker="o", capsize=4)
+    low = [rate - 100 * a["ci95"][0] for rate, (_, a) in zip(rates, points, strict=True)]
+    high = [100 * a["ci95"][1] - rate for rate, (_, a) in zip(rates, points, strict=True)]
+    axes.errorbar(xs, rates, yerr=[low, high], marker="o", capsize=4)
     axes.set(title="held-out accuracy across rounds", xlabel="round (0 = dSFT)", ylabel="accuracy (%)")
     axes.set_xticks(xs)
     axes.grid(alpha=0.3)

@@ -259,7 +259,9 @@ def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path):
     policy then starts from an earlier round's model, so neither TRL's copy of the policy's adapter nor the
     policy's own start is the dSFT model. A dSFT adapter is merged into its base first (into `merged_dir`);
     under QLoRA the reference is quantized like the policy's base."""
-    path = merge_adapter(sft_path, model_args, tokenizer, merged_dir) if is_adapter_dir(sft_path) else sft_path
+    path = (
+        merge_adapter(sft_path, model_args, tokenizer, merged_dir) if is_adapter_dir(sft_path) else sft_path
+    )
     dtype = None if model_args.load_in_4bit or model_args.load_in_8bit else full_training_dtype(model_args)
     reference = load_causal_lm(path, model_args, tokenizer, dtype=dtype)
     reference.eval()
