@@ -40,8 +40,10 @@ def run_stage(stage: str, argv: list[str]) -> None:
 
 def check(argv: list[str]) -> None:
     from westwind.errors import RecipeError, exit_on_user_error
+    from westwind.pipeline import round_recipes
     from westwind.recipe import preflight
     from westwind.recipe.core import load_recipe, summarize
+    from westwind.rounds import ROUND_STAGES
     from westwind.stages import STAGES
 
     with exit_on_user_error():
@@ -51,6 +53,11 @@ def check(argv: list[str]) -> None:
             )
         recipe = load_recipe(argv[0], argv[1:])
         preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
+        for index, later in round_recipes(argv[0], argv[1:], recipe).items():  # iterative dDPO's rounds 2..
+            if index > 1:
+                preflight.check(
+                    later, [s for s in ROUND_STAGES if getattr(later, s) is not None], set(STAGES)
+                )
     print(summarize(recipe))
     print("ok: recipe is valid")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from westwind import identity, io, rounds
 from westwind.errors import RecipeError, exit_on_user_error
-from westwind.identity import round_hashes
+from westwind.identity import round_hashes, stage_hashes  # noqa: F401  (stage_hashes: re-exported for callers)
 from westwind.recipe import preflight
 from westwind.recipe.core import Recipe, load_recipe
 from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
@@ -125,12 +125,11 @@ def round_overrides(overrides: list[str], recipe: Recipe, index: int) -> list[st
     return overrides if recipe.rounds.count == 1 else [*overrides, "--round", str(index)]
 
 
-def round_recipes(path: Path, overrides: list[str], recipe: Recipe) -> dict[int, Recipe]:
-    """Each round's recipe, as its stages will load it."""
-    found = {1: recipe if recipe.round == 1 else None}
-    for index in range(1, recipe.rounds.count + 1):
-        if found.get(index) is None:
-            found[index] = load_recipe(path, round_overrides(overrides, recipe, index))
+def round_recipes(path: Path | str, overrides: list[str], recipe: Recipe) -> dict[int, Recipe]:
+    """Each round's recipe, as its stages will load it (`recipe`: round 1's)."""
+    found = {1: recipe}
+    for index in range(2, recipe.rounds.count + 1):
+        found[index] = load_recipe(path, round_overrides(overrides, recipe, index))
     return found
 
 

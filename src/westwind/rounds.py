@@ -45,12 +45,6 @@ class RoundsConfig:
     )
     mix_previous_pairs: bool = _key(False, "round k trains on rounds 1..k's pairs, not only its own")
 
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ValueError(f"count: {self.count} is out of range: must be >= 1")
-        if self.samples_per_prompt is not None and self.samples_per_prompt < 2:
-            raise ValueError(f"samples_per_prompt: {self.samples_per_prompt} is out of range: must be >= 2")
-
 
 def parse_config(value: Any) -> RoundsConfig:
     """`rounds:` as read from YAML; raises westwind.recipe.schema.SchemaError."""
@@ -60,7 +54,12 @@ def parse_config(value: Any) -> RoundsConfig:
         return RoundsConfig()
     if isinstance(value, int) and not isinstance(value, bool):
         value = {"count": value}
-    return schema.build(RoundsConfig, value, "rounds")
+    config = schema.build(RoundsConfig, value, "rounds")
+    for name, low in (("count", 1), ("samples_per_prompt", 2)):
+        number = getattr(config, name)
+        if number is not None and number < low:
+            raise schema.SchemaError(f"rounds.{name}", f"{number} is out of range: must be >= {low}")
+    return config
 
 
 def count_of(raw: dict[str, Any]) -> int:

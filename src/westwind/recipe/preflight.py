@@ -140,8 +140,8 @@ class Context:
         """Resolve @base/@sft/@aift/@dpo; a stage's output must exist unless that stage runs earlier."""
         if not value.startswith("@"):
             return value
-        name = round_reference_name(value, allowed, self.recipe)
-        if name not in allowed:
+        stands_for, name = round_reference(value, self.recipe)
+        if stands_for not in allowed:
             raise self.fail(key, f"unknown reference {value!r} (here: {', '.join(allowed)})")
         path = self.recipe.resolve_reference(value)
         producer = REFERENCES[name][0]
@@ -154,15 +154,15 @@ class Context:
         return path
 
 
-def round_reference_name(value: str, allowed: tuple[str, ...], recipe: Recipe) -> str:
-    """`@dpo-r2` / `@aift-r2` (westwind.rounds) stand where @sft / @aift may: a round's model or pairs, of a
-    round this recipe has. Other values are returned as they are."""
+def round_reference(value: str, recipe: Recipe) -> tuple[str, str]:
+    """What a reference may stand for, and the reference it is. A round's model (`@dpo-r2`, westwind.rounds)
+    stands where @sft may (a later round starts from it), a round's pairs (`@aift-r2`) where @aift may; only
+    rounds the recipe has."""
     by_round = split_reference(value)
     if by_round is None or by_round[1] > recipe.rounds.count:
-        return value
+        return value, value
     name = by_round[0]
-    stands_for = "@sft" if name == "@dpo" else name
-    return name if stands_for in allowed or name in allowed else value
+    return ("@sft" if name == "@dpo" else name), name
 
 
 LAUNCH_USAGE = "usage: westwind launch-check RECIPE [ACCELERATE_CONFIG] [--stage STAGE [--key value ...]]"
@@ -278,7 +278,7 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
         if not data.datasets:
             ctx.reference("@aift", f"{stage}.datasets", ("@aift",))
         start = ctx.reference(data.model_name_or_path, f"{stage}.model_name_or_path", ("@sft", "@base"))
-        if not data.model_name_or_path.startswith("@sft"):
+        if not data.model_name_or_path.startswith(("@sft", "@dpo-r")):  # made by a stage: checked above
             check_model_source(ctx, start, f"{stage}.model_name_or_path")
     else:
         check_model_source(ctx, recipe.model.model_name_or_path, "model.model_name_or_path")
