@@ -69,12 +69,16 @@ def all_steps(recipe: Recipe) -> list[str]:
     return present + [rounds.step_name(s, k) for k in range(2, recipe.rounds.count + 1) for s in later]
 
 
-def run_stage(stage: str, recipe_path: Path, overrides: list[str], launcher: list[str]) -> None:
+def run_stage(
+    stage: str, recipe_path: Path, overrides: list[str], launcher: list[str], step: str | None = None
+) -> None:
+    """Run one stage in its own process; `step` names it in messages (`aift-r2`: a round's stage)."""
+    step = step or stage
     command = [*launcher, "-m", MODULES[stage], str(recipe_path), *overrides]
-    print(f"westwind: [{stage}] {shlex.join(command)}", flush=True)
+    print(f"westwind: [{step}] {shlex.join(command)}", flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
-        print(f"error: stage {stage} failed (exit {result.returncode}); rerun to resume it", file=sys.stderr)
+        print(f"error: stage {step} failed (exit {result.returncode}); rerun to resume it", file=sys.stderr)
         raise SystemExit(result.returncode)
 
 
@@ -115,7 +119,7 @@ def main(argv: list[str]) -> None:
         launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
         start_clean(round_recipe, stage, config_hash)
-        run_stage(stage, args.recipe, round_overrides(overrides, recipe, index), launcher)
+        run_stage(stage, args.recipe, round_overrides(overrides, recipe, index), launcher, step)
         mark_complete(round_recipe, stage, config_hash, time.monotonic() - stage_started)
     finish(recipes, time.monotonic() - started)
 
