@@ -300,3 +300,18 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return torch.equal(a, b)
+
+
+def test_merge_takes_the_last_round_unless_told(tmp_path, rounds_raw):
+    import argparse
+
+    from westwind.merge import resolve_args
+
+    out = Path(rounds_raw["output_dir"])
+    for folder in ("dpo", "dpo-r2"):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "config.json").write_text("{}")
+    path = write_recipe(tmp_path / "recipe.yaml", {**rounds_raw, "rounds": 2})
+    args = argparse.Namespace(recipe=path, stage=None, out=None, dtype=None)
+    assert resolve_args(args, [])[0].stage_dir("dpo") == out / "dpo-r2"
+    assert resolve_args(args, ["--round", "1"])[0].stage_dir("dpo") == out / "dpo"
