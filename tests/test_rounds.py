@@ -268,9 +268,8 @@ def test_two_rounds_resume_after_kill_and_a_round_one_change_equals_a_clean_run(
     stats = [json.loads((clean_out / f / "stats.json").read_text()) for f in ("aift", "aift-r2")]
     assert [s["prompts"]["prompts"] for s in stats] == [12, 12]  # disjoint halves of the 24 prompts
     assert [s["prompts"]["other_rounds"] for s in stats] == [12, 12]
-    assert list(stats[0]["candidates_by_model"]) == ["sft"] and list(stats[1]["candidates_by_model"]) == [
-        "dpo-r1"
-    ]
+    assert list(stats[0]["candidates_by_model"]) == ["@sft"]
+    assert list(stats[1]["candidates_by_model"]) == ["@dpo-r1"]  # round 2 samples round 1's model
     report = (clean_out / "report.md").read_text()
     assert "## Rounds (iterative dDPO)" in report and "| 2 | dpo-r2 |" in report
     assert (clean_out / "plots" / "rounds_accuracy.png").exists()

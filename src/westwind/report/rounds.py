@@ -101,7 +101,7 @@ def rounds_section(rows: list[dict[str, Any]], plot: Path | None) -> list[str]:
             f"| {comparison_text(row.get('vs_previous')) if row['round'] > 1 else '(= vs dSFT)'} "
             f"| {comparison_text(row['vs_baseline'])} | {percent(win.get('rate')) if win else '—'} "
             f"| {fmt(row['mean_answer_chars'], '.1f')} | {prompts if prompts is not None else '—'} "
-            f"| {row['aift'].get('pairs', '—')} "
+            f"| {pair_count(row['aift'].get('pairs'))} "
             f"| {percent(row['dpo_reward_accuracy'])} / {fmt(row['dpo_reward_margin'], '.2f')} |"
         )
     if rows and rows[0]["baseline_accuracy"]:
@@ -112,6 +112,13 @@ def rounds_section(rows: list[dict[str, Any]], plot: Path | None) -> list[str]:
     if plot is not None:
         lines += ["", f"![accuracy across rounds]({PLOTS_DIR}/{plot.name})"]
     return [*lines, ""]
+
+
+def pair_count(pairs: Any) -> str:
+    """AIFT's `pairs` is a count per split ({"train": n, "test": m})."""
+    if isinstance(pairs, dict):
+        return " + ".join(f"{n} {split}" for split, n in pairs.items())
+    return "—" if pairs is None else str(pairs)
 
 
 def fmt(value: float | None, spec: str) -> str:
