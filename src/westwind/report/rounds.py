@@ -150,6 +150,7 @@ def rounds_plot(path: Path, rows: list[dict[str, Any]]) -> Path | None:
 def append_rounds_section(report: Path, recipes: dict[int, Any]) -> list[dict[str, Any]]:
     """Add the rounds section to a written report.md and save rounds.json beside it; returns the rows."""
     rows = round_rows(recipes)
+    (report.parent / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
     plot = rounds_plot(report.parent / PLOTS_DIR / "rounds_accuracy.png", rows)
     text = report.read_text().rstrip() + "\n\n" + "\n".join(rounds_section(rows, plot))
     report.write_text(text)
