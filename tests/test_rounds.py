@@ -279,7 +279,7 @@ def test_two_rounds_resume_after_kill_and_a_round_one_change_equals_a_clean_run(
     command = [sys.executable, "-m", "westwind.cli", "run", str(two_rounds)]
     env = {**ENV, "AIFT_TEST_JUDGE_DELAY": "0.2"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for_records(out / "aift-r2" / "shards" / "0-of-1" / "judged.jsonl", 2, process, timeout=600)
+    wait_for_records(out / "aift-r2" / "shards" / "00000-of-00001" / "judged.jsonl", 2, process, timeout=600)
     os.killpg(process.pid, signal.SIGKILL)  # kill -9 the pipeline and its stage in round 2
     process.wait()
     resumed = westwind_run(two_rounds)
