@@ -31,7 +31,7 @@ def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
     return marker.get("config_hash") == config_hash
 
 
-def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
+def start_clean(recipe: Recipe, stage: str, config_hash: str, step: str | None = None) -> None:
     """Clear a training stage's folder made under other inputs, then record `config_hash` in it. AIFT and
     eval key their reusable work on what produced it themselves (models by content identity)."""
     if stage not in TRAINING_STAGES:
@@ -39,7 +39,7 @@ def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
     directory = recipe.stage_dir(stage)
     problem = identity.foreign_outputs(directory, config_hash)
     if problem:
-        print(f"westwind: [{stage}] clearing it first: {problem}", flush=True)
+        print(f"westwind: [{step or stage}] clearing it first: {problem}", flush=True)
         identity.clear(directory)
     identity.record_hash(directory, stage, config_hash)
 
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
             continue
         launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
-        start_clean(round_recipe, stage, config_hash)
+        start_clean(round_recipe, stage, config_hash, step)
         run_stage(stage, args.recipe, round_overrides(overrides, recipe, index), launcher, step)
         mark_complete(round_recipe, stage, config_hash, time.monotonic() - stage_started)
     finish(recipes, time.monotonic() - started)
