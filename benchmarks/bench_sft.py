@@ -50,7 +50,7 @@ VARIANTS: dict[str, list[str]] = {
     "westwind (shipped defaults)": [],
     "westwind + packing (control)": ["--sft.packing", "true"],
     "westwind + bf16 off": ["--sft.bf16", "false"],
-    "westwind + bf16 off, no grad ckpt": ["--sft.bf16", "false", "--sft.gradient_checkpointing", "false"],
+    "westwind + bf16 off, no grad ckpt": ["--sft.bf16", "false", "--sft.activation_checkpointing", "false"],
 }
 
 

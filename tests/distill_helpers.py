@@ -9,13 +9,11 @@ import random
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from westwind.demo.teacher import send_json
+from stub_server import Reply, Request, StubServer
 
 SYLLABLES = ["ba", "ko", "ti", "rel", "mu", "san", "dor", "vi", "lek", "pa", "zu", "nor", "fi", "gal", "te"]
 VOCAB = sorted({a + b for a in SYLLABLES for b in SYLLABLES})  # 225 made-up words
@@ -72,12 +70,11 @@ class ScriptedTeacher:
         self.calls = 0
         self.injected: Counter = Counter()
         self.served: Counter = Counter()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = StubServer(self.reply)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
+        return self.server.base_url
 
     def endpoint(self) -> dict[str, Any]:
         return {
@@ -113,41 +110,26 @@ class ScriptedTeacher:
             self.served[kind] += 1
         return reply
 
-    def handler(self):
-        teacher = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                time.sleep(teacher.delay)
-                kind = teacher.fault()
-                if kind == "server_error":
-                    return self.reply(500, {"error": {"message": "teacher exploded"}})
-                if kind == "rate_limit":
-                    return self.reply(429, {"error": {"message": "slow down"}})
-                if kind == "malformed":
-                    return self.reply(200, {"object": "garbage"})
-                text, finish_reason = teacher.answer(body)
-                message = {"role": "assistant", "content": text}
-                self.reply(
-                    200, {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
-                )
-
-            def reply(self, status: int, value: dict) -> None:
-                send_json(self, status, value)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        return Handler
+    def reply(self, request: Request) -> Reply:
+        body = request.json()
+        time.sleep(self.delay)
+        kind = self.fault()
+        if kind == "server_error":
+            return 500, {"error": {"message": "teacher exploded"}}
+        if kind == "rate_limit":
+            return 429, {"error": {"message": "slow down"}}
+        if kind == "malformed":
+            return 200, {"object": "garbage"}
+        text, finish_reason = self.answer(body)
+        message = {"role": "assistant", "content": text}
+        return 200, {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
 
     def __enter__(self) -> ScriptedTeacher:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def distill_section(endpoint: dict[str, Any], seed_tasks: Path, **extra: Any) -> dict[str, Any]:

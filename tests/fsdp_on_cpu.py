@@ -1,8 +1,10 @@
 """Run a westwind stage under accelerate's FSDP on CPU ranks (gloo), for tests: `torchrun ... fsdp_on_cpu.py MODULE ARGS`.
 
-accelerate only switches to FSDP on accelerator devices (its MULTI_CPU path never does), so this launcher
-presents the CPU ranks to accelerate as a multi-device group whose device is the CPU. Two CPU-only quirks are
-turned off, neither of which exists on a GPU:
+accelerate only switches to FSDP (or DeepSpeed) on accelerator devices (its MULTI_CPU path never does), so this
+launcher presents the CPU ranks to accelerate as a multi-device group whose device is the CPU. With
+DS_ACCELERATOR=cpu and accelerate's DeepSpeed environment, the same launcher runs DeepSpeed ZeRO on CPU ranks
+(DeepSpeed's CPU accelerator falls back to gloo without oneCCL). Two CPU-only quirks are turned off, neither of
+which exists on a GPU:
 - torch FSDP1's `offload_to_cpu` full-state-dict gather frees the gathered tensor when the compute device is
   already the CPU (`FlatParamHandle.to_cpu` moves, then frees the "GPU" copy, which is the same storage);
 - bitsandbytes repacks 4-bit weights into a CPU-only uint8 layout on the first no-grad CPU forward.

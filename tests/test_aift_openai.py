@@ -14,11 +14,11 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aift_helpers import write_recipe
 from conftest import make_conversations, write_jsonl
+from stub_server import Reply, Request, StubServer
 
 from westwind.aift.config import JudgeConfig, SamplingConfig
 from westwind.endpoints import resolve_model
@@ -85,12 +85,11 @@ class FaultProxy:
         self.passed: Counter = Counter()
         self.authorizations: set[str] = set()
         self.stop = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = StubServer(self.answer)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
+        return self.server.base_url
 
     def fault_for_next_call(self) -> str | None:
         with self.lock:
@@ -111,56 +110,29 @@ class FaultProxy:
         finally:
             connection.close()
 
-    def handler(self):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                proxy.authorizations.add(self.headers.get("authorization", ""))
-                kind = proxy.fault_for_next_call()
-                if kind == "timeout":
-                    proxy.stop.wait(CLIENT_TIMEOUT + 1.5)  # the client gives up first
-                    return
-                if kind == "server_error":
-                    return self.reply(500, b'{"error": {"message": "upstream exploded"}}')
-                if kind == "rate_limit":
-                    return self.reply(429, b'{"error": {"message": "slow down"}}', {"retry-after": "0"})
-                status, payload = proxy.forward(self.path, body, {"content-type": "application/json"})
-                if kind == "malformed":
-                    bad = (
-                        payload[: len(payload) // 2]
-                        if proxy.injected["malformed"] % 2
-                        else b'{"object": "x"}'
-                    )
-                    return self.reply(200, bad)
-                proxy.passed[status] += 1
-                self.reply(status, payload)
-
-            def reply(self, status: int, payload: bytes, headers: dict | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    for name, value in {"content-type": "application/json", **(headers or {})}.items():
-                        self.send_header(name, value)
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client hung up
-
-            def log_message(self, *args) -> None:
-                pass
-
-        return Handler
+    def answer(self, request: Request) -> Reply:
+        self.authorizations.add(request.headers.get("authorization", ""))
+        kind = self.fault_for_next_call()
+        if kind == "timeout":
+            self.stop.wait(CLIENT_TIMEOUT + 1.5)  # the client gives up first
+            return None
+        if kind == "server_error":
+            return 500, b'{"error": {"message": "upstream exploded"}}'
+        if kind == "rate_limit":
+            return 429, b'{"error": {"message": "slow down"}}', {"retry-after": "0"}
+        status, payload = self.forward(request.path, request.body, {"content-type": "application/json"})
+        if kind == "malformed":
+            return 200, payload[: len(payload) // 2] if self.injected["malformed"] % 2 else b'{"object": "x"}'
+        self.passed[status] += 1
+        return status, payload
 
     def __enter__(self) -> FaultProxy:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def endpoint(base_url: str) -> dict:

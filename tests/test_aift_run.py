@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aift_helpers import tiny_generator, write_recipe
 from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
+from stub_server import Reply, Request, StubServer
 
 from westwind.aift import run as aift
 from westwind.errors import RunError
@@ -211,38 +210,23 @@ class CannedEndpoint:
     def __init__(self, refuse: int | None = 400):
         self.refuse = refuse
         self.bodies: list[dict] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                endpoint.bodies.append(body)
-                if endpoint.refuse:
-                    message = f"Incorrect API key provided: {PARTIAL_KEY}. Request {endpoint.refuse}."
-                    status, reply = endpoint.refuse, {"error": {"message": message}}
-                else:
-                    text = f"seed {body['seed']}: {body['messages'][-1]['content'][::-1]}"
-                    message = {"role": "assistant", "content": text}
-                    status, reply = (
-                        200,
-                        {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]},
-                    )
-                payload = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = StubServer(self.answer).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
+        return self.server.base_url
+
+    def answer(self, request: Request) -> Reply:
+        body = request.json()
+        self.bodies.append(body)
+        if self.refuse:
+            message = f"Incorrect API key provided: {PARTIAL_KEY}. Request {self.refuse}."
+            return self.refuse, {"error": {"message": message}}
+        message = {
+            "role": "assistant",
+            "content": f"seed {body['seed']}: {body['messages'][-1]['content'][::-1]}",
+        }
+        return 200, {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
 
 
 def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prompts_path, monkeypatch):
@@ -275,7 +259,7 @@ def test_generation_failures_are_recorded_and_retried(tmp_path, tiny_model, prom
         assert aift.run_shard(recipe, progress=False)["unfinished"] == 0
         stats = aift.merge(recipe, push=False)
     finally:
-        endpoint.server.shutdown()
+        endpoint.server.close()
     assert stats["generation_failures"] == {"client_error": 2 * PROMPTS, "failed_items": PROMPTS}
     body = endpoint.bodies[-1]
     assert body["model"] == "served-model" and body["max_tokens"] == 12 and body["stop"] == ["\n\n"]
@@ -308,7 +292,7 @@ def test_a_rejected_key_stops_the_run_with_the_reason_and_writes_nothing(
         with pytest.raises(RunError) as error:
             aift.run_shard(recipe, progress=False)
     finally:
-        endpoint.server.shutdown()
+        endpoint.server.close()
     message = str(error.value)
     assert "rejected the API key from AIFT_TEST_KEY" in message and "Incorrect API key provided" in message
     assert "Zq81" not in message and "Xy12" not in message and "rerun" not in message.split(";")[0]

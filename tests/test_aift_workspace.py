@@ -4,19 +4,31 @@ settings ends byte for byte where a clean run with the final settings does."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
+import re
 import shutil
+import sys
 
 import pytest
-from aift_helpers import tiny_generator, write_recipe
+from aift_helpers import REPO, ScriptedBackend, tiny_generator, write_recipe
 from conftest import make_conversations, write_jsonl
 from datasets import load_from_disk
 
+from westwind.aift import rate, workspace
 from westwind.aift import run as aift
+from westwind.aift.config import JudgeConfig, SamplingConfig
+from westwind.aift.stats import summary as aift_summary
+from westwind.aift.workspace import judge_identity
+from westwind.errors import DataError
 from westwind.io import read_jsonl
+from westwind.judges import PairwiseJudge
+from westwind.judges.parsers import PARSER_VERSION
 from westwind.recipe.core import load_recipe
 
 PROMPTS = 6
+SAMPLING = SamplingConfig(max_new_tokens=8)
 
 
 def prompt_rows(reference_offset: int = 0) -> list[dict]:
@@ -153,3 +165,110 @@ def test_reruns_through_earlier_settings_equal_a_clean_run(tmp_path, tiny_model,
         "test.jsonl",
     }
     assert outputs[history] == outputs[clean]
+
+
+def test_changing_a_verifiers_code_rejudges_exactly_its_verdicts(tmp_path, tiny_model, monkeypatch):
+    """A verifier is keyed on its module's source (and `version`), not on its name; keys that do not change
+    a verifier's verdict (aspects, max_reasks, texts_per_request) re-judge nothing."""
+    code = tmp_path / "verifiers" / "my_verifier.py"
+    code.parent.mkdir()
+    code.write_text("def score(prompt, completion, reference):\n    return float(len(completion))\n")
+    monkeypatch.syspath_prepend(str(code.parent))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", prompt_rows())
+    settings = {
+        **section(prompts, tiny_model),
+        "judge": {"kind": "verifier", "function": "my_verifier:score"},
+    }
+    recipe_path = write_recipe(tmp_path, tiny_model, settings)
+    try:
+        run_all(recipe_path)
+        unrelated = ["--aift.judge.max_reasks", "5", "--aift.judge.texts_per_request", "3"]
+        run_all(recipe_path, unrelated)
+        assert len(journal(recipe_path, "judged.jsonl")) == PROMPTS  # nothing re-judged
+
+        code.write_text("def score(prompt, completion, reference):\n    return -float(len(completion))\n")
+        sys.modules.pop("my_verifier", None)
+        importlib.invalidate_caches()
+        run_all(recipe_path)
+        judged = journal(recipe_path, "judged.jsonl")
+        assert len(judged) == 2 * PROMPTS  # every verdict again, under the new code
+        assert all(c["score"] == -len(c["text"]) for r in judged[PROMPTS:] for c in r["candidates"])
+        assert len(journal(recipe_path, "generated.jsonl")) == PROMPTS  # candidates reused
+
+        run_all(recipe_path, ["--aift.judge.version", "2"])  # code outside the module changed
+        assert len(journal(recipe_path, "judged.jsonl")) == 3 * PROMPTS
+    finally:
+        sys.modules.pop("my_verifier", None)
+
+
+def test_verdicts_read_under_older_parser_rules_are_not_reused(tmp_path, tiny_model, monkeypatch):
+    """The parser's version is part of an LLM judge's key: after the rules change, every prompt is judged
+    again and the merge reads only verdicts parsed under the current rules."""
+
+    def longer_wins(messages):
+        a, b = re.search(
+            r"## Answer A\n(.*?)\n\n## Answer B\n(.*?)\n\n", messages[-1]["content"], re.S
+        ).groups()
+        return '{"rationale": "longer", "winner": "%s"}' % ("A" if len(a) >= len(b) else "B")
+
+    monkeypatch.setattr(rate, "make_judge", lambda *a: PairwiseJudge(ScriptedBackend(longer_wins), SAMPLING))
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", prompt_rows())
+    judge = {"kind": "pairwise", "model": str(tiny_model), "sampling": {"max_new_tokens": 8}}
+    settings = {**section(prompts, tiny_model), "judge": judge}
+    recipe_path = write_recipe(tmp_path, tiny_model, settings)
+    run_all(recipe_path, allow_partial=True)
+    run_all(recipe_path, allow_partial=True)
+    assert len(journal(recipe_path, "judged.jsonl")) == PROMPTS  # same rules: reused
+
+    monkeypatch.setattr(workspace, "PARSER_VERSION", PARSER_VERSION + 1)
+    stats = run_all(recipe_path, allow_partial=True)
+    judged = journal(recipe_path, "judged.jsonl")
+    assert len(judged) == 2 * PROMPTS and stats["judged"] == PROMPTS
+    merged = read_jsonl(load_recipe(recipe_path).stage_dir("aift") / "ratings.jsonl")
+    assert {r["fingerprint"] for r in merged} == {r["fingerprint"] for r in judged[PROMPTS:]}
+    assert stats["order_flips"]["checked"] == PROMPTS  # one pair per prompt (n=2), asked both ways
+
+
+def test_a_verifier_key_holds_only_what_changes_its_verdict():
+    verifier = JudgeConfig(kind="verifier", function="aift_helpers:hash_score")
+    identity = judge_identity(verifier, None)
+    assert set(identity) == {"kind", "function", "source", "version", "reference_column"}
+    assert identity["source"] == hashlib.sha256((REPO / "tests" / "aift_helpers.py").read_bytes()).hexdigest()
+    llm = JudgeConfig(kind="ultrafeedback", model="m", sampling=SamplingConfig(max_new_tokens=8))
+    assert judge_identity(llm, None)["parser"] == PARSER_VERSION
+
+
+def test_principles_by_source_are_drawn_keyed_and_counted_per_source(tmp_path, tiny_model):
+    rows = prompt_rows()
+    for index, row in enumerate(rows):
+        row["source"] = "evol_instruct" if index % 2 else "flan_v2_cot"
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    settings = section(prompts, tiny_model)
+    settings["generators"] = [tiny_generator(tiny_model, n=2, principles="ultrafeedback")]
+    recipe_path = write_recipe(tmp_path, tiny_model, settings)
+    stats = run_all(recipe_path)
+    by_source = stats["principles_by_source"]
+    assert set(by_source) == {"evol_instruct", "flan_v2_cot"}
+    assert by_source["evol_instruct"] == {"helpfulness": PROMPTS}  # 3 prompts x 2 samples
+    assert set(by_source["flan_v2_cot"]) <= {"helpfulness", "verbalized_calibration"}
+    assert "principles by source" in aift_summary(stats)
+
+    rows[0]["source"] = "truthful_qa"  # its mix changes: exactly that prompt is regenerated and re-judged
+    write_jsonl(prompts, rows)
+    run_all(recipe_path)
+    assert len(journal(recipe_path, "generated.jsonl")) == PROMPTS + 1
+    assert len(journal(recipe_path, "judged.jsonl")) == PROMPTS + 1
+    assert journal(recipe_path, "judged.jsonl")[-1]["source"] == "truthful_qa"
+
+
+def test_a_source_without_a_mix_or_column_is_one_line_data_error(tmp_path, tiny_model):
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{**row, "source": "math"} for row in prompt_rows()])
+    settings = section(prompts, tiny_model)
+    mix = {"by_source": {"chat": {"helpfulness": 1}}}
+    settings["generators"] = [tiny_generator(tiny_model, n=2, principles=mix)]
+    with pytest.raises(DataError, match="no mix for source 'math'"):
+        run_all(write_recipe(tmp_path, tiny_model, settings))
+    settings["generators"] = [tiny_generator(tiny_model, n=2, principles={**mix, "source": "origin"})]
+    with pytest.raises(DataError, match="no column 'origin'"):
+        run_all(write_recipe(tmp_path, tiny_model, settings))

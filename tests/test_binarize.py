@@ -202,3 +202,23 @@ def test_min_margin_draws_only_among_candidates_that_meet_it():
         assert reason is None and row["score_rejected"] == 1.0
     row, reason = binarize(record([5.0, 4.9], ["Best.", "Close."]), config, 0)
     assert row is None and reason == "below_margin"
+
+
+@pytest.mark.parametrize(
+    ("scores", "min_margin", "reason"),
+    [
+        ([13 / 3, 10 / 3], 1.0, None),  # 0.9999999999999996 in floating point: exactly 1
+        ([(4 + 5 + 4) / 3, (3 + 4 + 3) / 3], 1.0, None),  # the same margin from three aspect ratings
+        ([2.3, 1.3], 1.0, None),  # 2.3 - 1.3 = 0.9999999999999998
+        ([13 / 3, 10 / 3 + 0.001], 1.0, "below_margin"),  # a real shortfall stays one
+        ([3.0, 2.0 + 1e-12], 1.0, None),  # below SCORE_DECIMALS: rounding error, not a rating difference
+    ],
+)
+def test_margins_are_compared_exactly(scores, min_margin, reason):
+    assert binarize(record(scores), BinarizeConfig(min_margin=min_margin), 0)[1] == reason
+
+
+def test_scores_equal_up_to_rounding_error_are_a_tie():
+    # 0.1 + 0.2 and 0.3 differ in the 17th digit: the same rating, so a tie, not a pair with margin 5e-17.
+    assert binarize(record([0.1 + 0.2, 0.3]), BinarizeConfig(), 0) == (None, "tie")
+    assert binarize(record([(1 + 2 + 4) / 3, 7 / 3]), BinarizeConfig(), 0) == (None, "tie")

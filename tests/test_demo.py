@@ -1,7 +1,7 @@
 """The CPU demo at reduced scale: dDPO must still beat dSFT on held-out prompts (the Zephyr result in miniature).
 
 The full `make demo` (3000 SFT rows x 8 epochs, 1500 AIFT prompts, 500 eval prompts) takes several minutes and
-is measured, not tested: its numbers are in the README. Here the same recipe runs with a third of the AIFT
+is measured, not tested: its numbers are in docs/demo.md. Here the same recipe runs with a third of the AIFT
 prompts and 300 eval prompts, and only the direction is asserted. (dSFT stays whole: with half its epochs the
 student reached only ~30% and dDPO did not beat it, measured once.)
 """

@@ -147,3 +147,27 @@ def test_readme_docker_commands_name_what_a_first_run_needs():
     assert '--user "$(id -u):$(id -g)"' in block
     stages = [stage for stage in ("run_sft.py", "run_dpo.py", "westwind run") if stage in block]
     assert stages and (stages[0] != "run_dpo.py")
+
+
+def test_the_gpu_smoke_runs_inside_the_image():
+    """scripts/gpu_smoke.sh needs benchmarks/: copied into the image and not dockerignored."""
+    ignored = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip()]
+    assert "benchmarks" not in ignored
+    assert "benchmarks /workspace/benchmarks" in instructions("COPY")
+
+
+def test_uid_1000_is_freed_before_useradd():
+    """Ubuntu 24.04 bases hold `ubuntu` at uid 1000: `useradd --uid 1000` alone fails there."""
+    text = DOCKERFILE.read_text()
+    run = text[text.index("RUN if getent passwd 1000") :]
+    assert "userdel --remove" in run and run.index("userdel") < run.index("useradd --create-home --uid 1000")
+
+
+def test_flash_attention_archs_are_ones_flash_attn_builds():
+    """flash-attn 2.8.3 builds only 80/90/100/120 and silently skips any other arch named."""
+    arg = next(a for a in instructions("ARG") if a.startswith("FLASH_ATTN_CUDA_ARCHS="))
+    assert set(arg.split("=", 1)[1].strip('"').split(";")) <= {"80", "90", "100", "120"}
+    assert (
+        '"89"' not in DOCKERFILE.read_text()
+        and "add 8.9 (L4/L40S) or 10.0/12.0 (Blackwell) to both" not in DOCKERFILE.read_text()
+    )

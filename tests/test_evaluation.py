@@ -1,4 +1,5 @@
-"""Evaluation pieces: MT-Bench-style single-answer ratings and score-based win rates."""
+"""Evaluation pieces: 1-10 single-answer ratings under westwind's own prompt (not MT-Bench: see test_suites.py) and
+score-based win rates."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def test_pairwise_win_rate_counts_an_unreadable_verdict_as_failed_not_a_tie(monk
     result = win_rate(judge, None, prompts(["prompt a", "prompt b"]), ["x", "y"], ["z", "w"])
     # "A" in both orders: the orders disagree, a tie; the unreadable one is no verdict.
     assert (result["wins"], result["ties"], result["losses"], result["failed"]) == (0, 1, 0, 1)
+    flips = result["order_flips"]  # that tie is an order flip; the unreadable pair is not counted
+    assert (flips["checked"], flips["flipped"], flips["rate"]) == (1, 1, 1.0)
 
 
 def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import types
+from collections import Counter
+from types import SimpleNamespace
 
 import openai
 import pytest
@@ -26,6 +29,7 @@ from westwind.generation import (
     redact_key,
     resolved_sampling,
 )
+from westwind.generation.openai_compatible import MESSAGE_CHARS
 
 
 def prompts(count: int) -> list[list[dict]]:
@@ -251,3 +255,64 @@ def test_api_key_env_must_be_set(monkeypatch):
     with pytest.raises(BackendUnavailable, match="AIFT_TEST_MISSING_KEY"):
         read_api_key("AIFT_TEST_MISSING_KEY")
     assert read_api_key(None) == "EMPTY"
+
+
+REDACTED_KEY = "gsk_abQ7vLm2Np9Rt4Wxyz12"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "gsk_ab•••••yz12",
+        "gsk_ab…yz12",
+        "gsk_abXXXXyz12",
+        "gsk_ab****************yz12",
+        "gsk_ab...yz12",
+        "gsk_ab-----yz12",
+        "****************yz12",
+        "gsk_abQ7vLm2Np9",  # the key cut short
+        "Q7vLm2",  # any 6 consecutive characters of the secret part
+        "xxLm2Np9Rtxx",  # ... inside another word
+        "key=gsk_abQ7vLm2Np9Rt4Wxyz12",
+    ],
+)
+def test_every_echoed_form_of_a_key_is_redacted(echo):
+    text = redact_key(f"Invalid API key: {echo}. Check your settings.", REDACTED_KEY)
+    assert text.endswith("***. Check your settings.")
+    for piece in ("yz12", "Q7vLm2", "Lm2Np9", "abQ7"):
+        assert piece not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the request timed out after 120 s",
+        "rate limited: retry after 12 seconds...",
+        "gsk_ (the prefix alone is public)",
+        "model gsk_other****1234 is unrelated",  # another key's masked form
+        "Loading........ done",
+    ],
+)
+def test_text_without_the_key_is_left_alone(text):
+    assert redact_key(text, REDACTED_KEY) == text
+
+
+def test_an_error_text_is_redacted_before_it_is_cut(monkeypatch):
+    """The key straddles the cut: cutting first would leave its first part in the message."""
+    monkeypatch.setenv("AIFT_TEST_KEY", REDACTED_KEY)
+    backend = OpenAIBackend(
+        EndpointConfig(model="m", backend="openai", api_key_env="AIFT_TEST_KEY").options(), "m"
+    )
+    body = "x" * (MESSAGE_CHARS - 40) + f" Incorrect API key provided: {REDACTED_KEY} (see docs)"
+
+    class Refused(Exception):
+        status_code = 400
+
+    async def refuse(**kwargs):
+        raise Refused(body)
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=refuse)))
+    request = ChatRequest("k", [{"role": "user", "content": "hi"}], SamplingConfig(max_new_tokens=4), 1, 0)
+    with pytest.raises(Exception) as failure:
+        asyncio.run(backend.sample(client, asyncio.Semaphore(1), request, 0, Counter()))
+    assert "gsk_abQ7" not in str(failure.value) and "Q7vLm2" not in str(failure.value)

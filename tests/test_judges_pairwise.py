@@ -69,3 +69,13 @@ def test_each_items_judgment_is_yielded_as_soon_as_its_comparisons_are_done():
     items = [JudgeItem(f"p{i}", to_messages(f"q{i}"), ["bb", "a", "cccc"]) for i in range(3)]
     answered_at_yield = [len(backend.requests) for _ in PairwiseJudge(backend, SAMPLING).judge(items)]
     assert answered_at_yield == [6, 12, 18]  # 3 pairs x 2 orders per item, not all 18 before the first
+
+
+def test_pairs_whose_orders_disagree_are_counted_as_order_flips():
+    item = JudgeItem("p", to_messages("q"), ["bb", "a", "cccc"])
+    (biased,) = PairwiseJudge(ScriptedBackend(lambda m: "[[A]]"), SAMPLING).judge([item])
+    assert biased.order_check == Counter({"checked": 3, "flipped": 3})
+    (fair,) = PairwiseJudge(ScriptedBackend(longer_wins), SAMPLING).judge([item])
+    assert fair.order_check == Counter({"checked": 3, "flipped": 0})
+    (answer,) = PairwiseJudge(ScriptedBackend(lambda m: "[[A]]"), SAMPLING).verdicts([("q", "x", "y")])
+    assert answer.value == "tie" and answer.orders_agree is False

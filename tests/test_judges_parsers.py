@@ -1,13 +1,23 @@
-"""Reading judge replies: the rubric's layout strictly first, JSON and loose blocks only when unambiguous."""
+"""Reading judge replies: the rubric's layout strictly first, JSON and loose blocks only when unambiguous;
+verdicts only where a format puts one. The corpus in judge_replies.py: no reply misread, every unreadable
+one a parse failure."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
+from aift_helpers import ScriptedBackend
+from judge_replies import RATINGS, VERDICTS
 
+from westwind.aift.config import SamplingConfig
+from westwind.judges.asking import Asker
 from westwind.judges.base import ParseFailure
-from westwind.judges.parsers import parse_ratings, parse_verdict
+from westwind.judges.parsers import parse_ratings
+from westwind.judges.verdicts import parse_verdict
+
+SAMPLING = SamplingConfig(max_new_tokens=64)
 
 
 def json_ratings(ratings: list) -> str:
@@ -135,3 +145,39 @@ def test_parse_verdict(reply, verdict):
 def test_parse_verdict_failure():
     with pytest.raises(ParseFailure):
         parse_verdict("I cannot decide.")
+
+
+# ---------------------------------------------------------------- the corpus of messy replies (judge_replies.py)
+
+
+def outcome(parse, *args) -> object:
+    try:
+        return parse(*args)
+    except ParseFailure as failure:
+        return f"fail:{failure.reason}"
+
+
+def test_the_corpus_is_large_and_covers_both_formats():
+    assert len(VERDICTS) + len(RATINGS) >= 40
+    assert {c.expected for c in VERDICTS} >= {"A", "B", "tie", "fail:no_verdict", "fail:ambiguous"}
+
+
+@pytest.mark.parametrize("case", VERDICTS, ids=[c.name for c in VERDICTS])
+def test_no_verdict_in_the_corpus_is_misread(case):
+    assert outcome(parse_verdict, case.reply) == case.expected
+
+
+@pytest.mark.parametrize("case", RATINGS, ids=[c.name for c in RATINGS])
+def test_no_rating_in_the_corpus_is_misread(case):
+    got = outcome(parse_ratings, case.reply, case.count, case.allow_na)
+    if isinstance(got, list):
+        got = [p.rating for p in got]
+    assert got == case.expected
+
+
+def test_an_unreadable_verdict_is_counted_and_re_asked():
+    """Prose that once read as "A" is now a parse failure the judge is asked again about."""
+    replies = iter(["The second answer is better: a fuller reply.", '{"rationale": "fuller", "winner": "B"}'])
+    asker = Asker(ScriptedBackend(lambda messages: next(replies)), SAMPLING, lambda _, r: parse_verdict(r), 1)
+    ((_, answer),) = list(asker.ask({"k": [{"role": "user", "content": "compare"}]}))
+    assert answer.value == "B" and answer.parse_failures == Counter({"no_verdict": 1})

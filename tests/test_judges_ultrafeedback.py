@@ -14,10 +14,11 @@ from test_judges_rubrics import shown_texts
 from westwind.aift.config import ASPECTS, JudgeConfig, SamplingConfig
 from westwind.aift.prompts import to_messages
 from westwind.aift.rate import rated_candidate
-from westwind.aift.stats import score_by_position, summary
+from westwind.aift.stats import order_flips, score_by_position, summary
 from westwind.judges import JudgeItem, UltraFeedbackJudge
 from westwind.judges.rubrics import RUBRICS, TYPED_ASPECTS
 from westwind.recipe.core import load_recipe
+from westwind.report.formatting import order_flip_text
 
 SAMPLING = SamplingConfig(max_new_tokens=512)
 
@@ -200,3 +201,71 @@ def test_nan_scores_stay_unrated():
     item = JudgeItem("p", to_messages("hi"), ["story q1", "story q2"])
     (judgment,) = run(UltraFeedbackJudge(ScriptedBackend(quality_judge), SAMPLING, ["honesty"], 0), [item])
     assert all(math.isnan(r.score) for r in judgment.ratings)
+
+
+def first_is_best(messages):
+    return native_ratings([5] + [2] * (len(shown_texts(messages)) - 1))
+
+
+def test_order_checks_measure_how_often_the_best_text_changes():
+    """Asked again in reversed order, a judge preferring the first text shown picks another best text every
+    time; a judge reading the texts picks the same one. The check never changes a score."""
+    items = [JudgeItem(f"p{i}", to_messages(f"q{i}"), ["q1 a", "q4 b", "q3 c"]) for i in range(8)]
+    biased = UltraFeedbackJudge(
+        ScriptedBackend(first_is_best), SAMPLING, ["helpfulness"], 0, order_check_share=1
+    )
+    judgments = run(biased, items)
+    assert all(j.order_check == Counter({"checked": 1, "flipped": 1}) for j in judgments)
+
+    backend = ScriptedBackend(quality_judge)
+    fair = UltraFeedbackJudge(backend, SAMPLING, list(ASPECTS), 0, seed=2, order_check_share=1)
+    checked = run(fair, items)
+    assert len(backend.requests) == 2 * len(ASPECTS) * len(items)
+    assert sum((j.order_check for j in checked), Counter()) == Counter({"checked": 32, "flipped": 0})
+    plain = run(UltraFeedbackJudge(ScriptedBackend(quality_judge), SAMPLING, list(ASPECTS), 0, seed=2), items)
+    assert [[r.score for r in j.ratings] for j in checked] == [[r.score for r in j.ratings] for j in plain]
+    assert all(not j.order_check for j in plain)
+
+
+def test_order_check_share_is_a_seeded_sample_of_the_requests():
+    items = [JudgeItem(f"p{i}", to_messages(f"q{i}"), ["q1 a", "q4 b"]) for i in range(50)]
+    backend = ScriptedBackend(quality_judge)
+    judge = UltraFeedbackJudge(backend, SAMPLING, ["helpfulness", "honesty"], 0, order_check_share=0.25)
+    first = [j.order_check["checked"] for j in run(judge, items)]
+    assert 10 <= sum(first) <= 40 and len(backend.requests) == 100 + sum(first)
+    again = UltraFeedbackJudge(
+        ScriptedBackend(quality_judge), SAMPLING, ["helpfulness", "honesty"], 0, order_check_share=0.25
+    )
+    assert [j.order_check["checked"] for j in run(again, items)] == first
+
+
+def test_an_unreadable_order_check_is_counted_and_does_not_fail_the_item():
+    def unreadable_when_reversed(messages):
+        return "I'd rather not." if shown_texts(messages)[0] == "q4 b" else quality_judge(messages)
+
+    item = JudgeItem("p", to_messages("q"), ["q1 a", "q4 b"])
+    judge = UltraFeedbackJudge(
+        ScriptedBackend(unreadable_when_reversed),
+        SAMPLING,
+        ["instruction_following"],
+        0,
+        seed=0,
+        order_check_share=1,
+    )
+    (judgment,) = run(judge, [item])
+    assert judgment.error is None and judgment.ratings is not None
+    assert judgment.order_check["unreadable"] == 1 and judgment.parse_failures["no_ratings"] == 1
+
+
+def test_order_flip_rate_in_stats_summary_and_report():
+    records = [
+        {"order_check": {"checked": 3, "flipped": 1}},
+        {"order_check": {"checked": 1, "flipped": 0}},
+        {},
+    ]
+    flips = order_flips(records, "ultrafeedback")
+    assert flips["checked"] == 4 and flips["flipped"] == 1 and flips["rate"] == 0.25
+    assert order_flips([{}], "ultrafeedback") is None
+    line = "order-flip rate: 25.0% (1 of 4 requests re-asked in reversed order)"
+    assert line in summary({"order_flips": flips})
+    assert "25.0% (1 of 4 requests re-asked in reversed order)" in order_flip_text(flips)

@@ -245,7 +245,7 @@ def test_slurm_launcher_builds_one_launch_per_node(tmp_path):
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
-    assert "westwind check recipes/zephyr-7b.yaml" in calls
+    assert "westwind check recipes/zephyr-7b.yaml --stage sft --sft.learning_rate 1e-5" in calls
     assert (
         "westwind launch-check recipes/zephyr-7b.yaml recipes/accelerate/zero3.yaml "
         "--stage sft --sft.learning_rate 1e-5"
@@ -308,6 +308,21 @@ def test_slurm_precheck_accepts_the_overrides_the_stage_scripts_accept(tmp_path)
     assert log.read_text().rstrip().endswith("scripts/run_dpo.py recipes/zephyr-7b.yaml --beta 0.02")
     refused = dpo_with_beta("recipes/zephyr-7b-qlora.yaml")
     assert refused.returncode == 2 and "ZeRO-3" in refused.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_slurm_precheck_runs_the_stage_preflight_on_the_overrides(tmp_path):
+    """`westwind check` in launch.slurm sees the job's overrides: a preflight-only problem (a negative
+    learning rate passes the launch check) stops the job before the allocation is used."""
+    bin_dir, log = fake_slurm(tmp_path, ("accelerate",))
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{venv_bin}:{os.environ['PATH']}", "LOG": str(log),
+           "SLURM_JOB_NODELIST": "node-1", "WESTWIND_ROOT": str(REPO)}  # fmt: skip
+    script = str(REPO / "scripts" / "slurm" / "launch.slurm")
+    command = ["bash", script, "dpo", "recipes/zephyr-7b.yaml", "zero3", "--learning_rate", "-1"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "dpo.learning_rate" in result.stderr, result.stderr
+    assert not log.exists(), "nothing launched"
 
 
 def test_launch_check_reads_stage_overrides(capsys):

@@ -52,12 +52,24 @@ def test_deepspeed_and_fsdp_keep_the_recipes_dtype(monkeypatch):
     args = ModelArgs(model_name_or_path="m", dtype="bfloat16")
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
-    assert models.full_training_dtype(args) == "float32"
+    assert models.full_training_dtype(args, mixed_precision=True) == "float32"
     for flag in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.setenv(flag, "true")
-        assert models.full_training_dtype(args) == "bfloat16"
+        assert models.full_training_dtype(args, mixed_precision=True) == "bfloat16"
         monkeypatch.delenv(flag)
-    assert models.full_training_dtype(ModelArgs(model_name_or_path="m", dtype="float32")) == "float32"
+    fp32 = ModelArgs(model_name_or_path="m", dtype="float32")
+    assert models.full_training_dtype(fp32, mixed_precision=True) == "float32"
+
+
+def test_fsdp_without_mixed_precision_loads_fp32_weights(monkeypatch):
+    """accelerate upcasts FSDP's parameters only under mixed precision: with `bf16: false` the optimizer would
+    update bf16 weights with no fp32 copy, so they load in fp32."""
+    args = ModelArgs(model_name_or_path="m", dtype="bfloat16")
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert models.full_training_dtype(args, mixed_precision=False) == "float32"
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert models.full_training_dtype(args, mixed_precision=False) == "bfloat16"
 
 
 def test_packing_follows_the_attention_that_runs(monkeypatch, capsys):
@@ -87,3 +99,70 @@ def test_a_packing_recipe_pads_when_flash_attention_is_missing(tmp_path, tiny_mo
     assert batch["input_ids"].shape[0] == recipe.sft.per_device_train_batch_size, (
         "padded rows, not one packed row"
     )
+
+
+def test_fsdp_adapter_save_keeps_a_reward_models_trained_score_head(tmp_path, tiny_model):
+    """models.save_adapter (the FSDP save) writes PEFT's modules to save: a reward model's `score` head."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    config = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
+    peft_model = get_peft_model(model, config)
+    trained_head = torch.full_like(peft_model.base_model.model.score.modules_to_save["default"].weight, 0.25)
+    peft_model.base_model.model.score.modules_to_save["default"].weight.data.copy_(trained_head)
+
+    models.save_adapter(peft_model, peft_model.state_dict(), tmp_path)
+
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert torch.equal(saved["base_model.model.score.weight"], trained_head)
+    assert sum("lora_A" in key for key in saved) == 2 * model.config.num_hidden_layers
+
+
+class Zero3Config:
+    """What transformers reads from the DeepSpeed config a ZeRO-3 TrainingArguments registers."""
+
+    config = {"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1}
+
+    def is_zero3(self) -> bool:
+        return True
+
+
+def test_adapter_merge_under_zero3_makes_no_collective_call(tmp_path, tiny_model, monkeypatch):
+    """merge_adapter runs on rank 0 alone (main_process_first): under ZeRO-3, a from_pretrained under zero.Init
+    there would gather across ranks and hang. The merge loads a plain model; ZeRO-3 stays on around it."""
+    import torch.distributed
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    adapter_dir = tmp_path / "adapter"
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, target_modules=["q_proj"])
+    )
+    lora.save_pretrained(adapter_dir)
+    args = ModelArgs(model_name_or_path=str(tiny_model), dtype="float32")
+    tokenizer = models.load_tokenizer(str(tiny_model), args)
+
+    def collective(*args, **kwargs):
+        raise AssertionError("a collective call inside the rank-0-only merge")
+
+    for name in (
+        "all_gather",
+        "all_gather_into_tensor",
+        "all_reduce",
+        "broadcast",
+        "barrier",
+        "reduce_scatter",
+    ):
+        monkeypatch.setattr(torch.distributed, name, collective)
+    zero3 = Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(zero3)
+    try:
+        merged = models.merge_adapter(str(adapter_dir), args, tokenizer, tmp_path / "merged")
+        assert hf_deepspeed.is_deepspeed_zero3_enabled(), "ZeRO-3 is announced again after the merge"
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    assert (tmp_path / "merged" / "config.json").is_file() and merged == str(tmp_path / "merged")

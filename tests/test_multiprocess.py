@@ -121,3 +121,88 @@ def test_fsdp_qlora_sft_saves_the_adapter_and_dpo_continues_it(tmp_path, tiny_co
     assert (
         len(dpo_adapter) == len(load_file(adapter / "adapter_model.safetensors")) == 16
     )  # 4 projections x 2 layers x A, B
+
+
+@pytest.mark.slow
+def test_fsdp_lora_reward_model_keeps_its_trained_score_head(tmp_path, tiny_model, sft_jsonl):
+    """A LoRA reward model trained under FSDP on 2 CPU ranks: the saved adapter holds the trained `score` head,
+    and the standalone model is merged onto that head, not onto a freshly initialised one."""
+    from safetensors.torch import load_file
+    from test_rm import rm_recipe
+    from transformers import AutoModelForSequenceClassification
+
+    path = rm_recipe(
+        tmp_path, tiny_model, sft_jsonl, use_peft=True, max_steps=2, test_split_size=0.1, use_cpu=True
+    )
+    fsdp_env = {**FSDP_QLORA_ENV, "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
+    fsdp = {"via": REPO / "tests" / "fsdp_on_cpu.py", "env": fsdp_env}
+
+    assert "trained on 2 process(es)" in torchrun("westwind.stages.rm", path, "--model.lora_r", "4", **fsdp)
+
+    out = tmp_path / "out" / "rm"
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    head = adapter["base_model.model.score.weight"]
+    standalone = AutoModelForSequenceClassification.from_pretrained(out)
+    assert standalone.score.weight.shape == head.shape
+    assert standalone.score.weight.detach().equal(head.to(standalone.score.weight.dtype))
+
+
+# accelerate's environment for recipes/accelerate/zero3.yaml on CPU ranks: DeepSpeed's CPU accelerator (gloo).
+ZERO3_CPU_ENV = {
+    "DS_ACCELERATOR": "cpu",
+    "ACCELERATE_USE_DEEPSPEED": "true",
+    "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+    "ACCELERATE_DEEPSPEED_ZERO3_INIT": "true",
+    "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL": "true",
+    "ACCELERATE_MIXED_PRECISION": "no",
+}
+
+
+@pytest.mark.slow
+def test_zero3_reward_model_from_a_lora_sft_merges_without_hanging(tmp_path, tiny_model, sft_jsonl):
+    """rm from a LoRA dSFT under ZeRO-3 on 2 CPU ranks: rank 0 merges the adapter while rank 1 waits, trains,
+    and rank 0 alone scores the held-out pairs. Before the merge hid ZeRO-3, rank 0 built the base under
+    zero.Init and waited in a gather the other rank never joined. DeepSpeed compiles its CPU shared-memory op on
+    first use (minutes on 2 cores; cached in TORCH_EXTENSIONS_DIR after)."""
+    pytest.importorskip("deepspeed")
+    from peft import LoraConfig, get_peft_model
+    from test_rm import rm_recipe
+    from transformers import AutoModelForCausalLM
+
+    sft = tmp_path / "out" / "sft"
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, target_modules=["q_proj"])
+    )
+    lora.peft_config["default"].base_model_name_or_path = str(tiny_model)
+    lora.save_pretrained(sft)
+    path = rm_recipe(tmp_path, tiny_model, sft_jsonl, model_name_or_path="@sft", use_peft=False, max_steps=2)
+    raw = __import__("yaml").safe_load(path.read_text())
+    raw["model"]["use_peft"] = True  # the dSFT was LoRA; the reward model trains in full
+    write_recipe(path, raw)
+
+    stdout = torchrun("westwind.stages.rm", path, via=REPO / "tests" / "fsdp_on_cpu.py", env=ZERO3_CPU_ENV)
+
+    assert "trained on 2 process(es)" in stdout and "rm held-out accuracy" in stdout
+    assert (tmp_path / "out" / "rm" / "sft-merged" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_zero3_lora_sft_saves_a_trained_adapter(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    """LoRA (not 4-bit) dSFT under ZeRO-3 on 2 CPU ranks: the saved adapter is gathered whole and trained."""
+    pytest.importorskip("deepspeed")
+    from safetensors.torch import load_file
+
+    stage = {"max_steps": 2, "per_device_train_batch_size": 4, "save_strategy": "no"}
+    raw = tiny_recipe(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, sft=stage)
+    raw["model"].update(use_peft=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
+    recipe = write_recipe(tmp_path / "recipe.yaml", raw)
+
+    stdout = torchrun("westwind.stages.sft", recipe, via=REPO / "tests" / "fsdp_on_cpu.py", env=ZERO3_CPU_ENV)
+
+    assert "trained on 2 process(es)" in stdout
+    adapter = load_file(tmp_path / "out" / "sft" / "adapter_model.safetensors")
+    assert len(adapter) == 8  # 2 layers x (q, v) x (A, B)
+    assert all(
+        tensor.shape[-1] == 4 or tensor.shape[0] == 4 for tensor in adapter.values()
+    )  # whole, not shards
+    assert all(tensor.abs().sum() > 0 for name, tensor in adapter.items() if "lora_B" in name)  # trained

@@ -273,3 +273,16 @@ def test_training_stage_refuses_before_loading_and_writes_nothing(tmp_path, tiny
     )
     assert one_error_line(result) == f"error: {path}: sft.learning_rate: -1.0 is out of range: must be > 0"
     assert not (tmp_path / "out").exists()
+
+
+def test_padding_free_without_flash_attention_exits_2(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    path = recipe_path(tmp_path, tiny_model, sft_jsonl, dpo_jsonl)
+    line = one_error_line(westwind("check", str(path), "--sft.padding_free", "true"))
+    assert line.startswith(f"error: {path}: sft.padding_free: true needs a flash-attention kernel")
+    assert "not the default (sdpa)" in line
+    stage_relative = one_error_line(westwind("check", str(path), "--stage", "dpo", "--padding_free", "true"))
+    assert stage_relative.startswith(f"error: {path}: dpo.padding_free: true needs a flash-attention kernel")
+    flash = load_recipe(
+        path, ["--model.attn_implementation", "flash_attention_2", "--sft.padding_free", "true"]
+    )
+    preflight.check(flash, ["sft"])  # the kernel is asked for: accepted (models.sft_packing says what runs)

@@ -20,6 +20,7 @@ from westwind.aift.prompts import (
     parse_shard,
     prompt_id,
     to_messages,
+    with_system_prompt,
 )
 from westwind.errors import DataError
 
@@ -172,3 +173,10 @@ def test_eval_sets_may_hold_turn_lists_and_conversations(tmp_path):
     config = DecontaminationConfig([DatasetConfig(path=str(evals))], column="prompt", ngram=8)
     texts = eval_texts(config, seed=0)
     assert texts == ["Hello there.", first, second]
+
+
+def test_system_prompt_is_merged_into_an_existing_system_turn():
+    user = {"role": "user", "content": "hi"}
+    merged = with_system_prompt([{"role": "system", "content": "Be terse."}, user], "P")
+    assert merged == [{"role": "system", "content": "P\n\nBe terse."}, user]
+    assert with_system_prompt([user], "P") == [{"role": "system", "content": "P"}, user]

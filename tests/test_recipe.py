@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import yaml
 from conftest import REPO, tiny_recipe, write_recipe
 
 from westwind.errors import RecipeError
+from westwind.identity import stage_hashes
 from westwind.recipe.core import load_recipe, parse_overrides
 
 
@@ -137,6 +139,59 @@ def test_overrides_target_the_stage_and_named_sections(recipe_file):
 def test_top_level_override_moves_every_stage(recipe_file, tmp_path):
     recipe = load_recipe(recipe_file, ["--output_dir", str(tmp_path / "elsewhere")], stage="dpo")
     assert recipe.dpo.output_dir == str(tmp_path / "elsewhere" / "dpo")
+
+
+def test_checkpointing_defaults_on_under_the_new_name_without_a_library_warning(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl
+):
+    """TRL's default (checkpointing on), set under transformers 5's name: no FutureWarning from the library."""
+    path = recipe_with(
+        tmp_path,
+        tiny_model,
+        sft_jsonl,
+        dpo_jsonl,
+        lambda r: [r[s].pop("activation_checkpointing") for s in ("sft", "dpo")],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        recipe = load_recipe(path)
+    for config in (recipe.sft, recipe.dpo):
+        assert config.activation_checkpointing is True and config.gradient_checkpointing is True
+
+
+def test_deprecated_key_still_works_with_one_line_naming_the_new_one(
+    tmp_path, tiny_model, sft_jsonl, dpo_jsonl, capsys
+):
+    def old_spelling(raw):
+        raw["sft"]["gradient_checkpointing"] = raw["sft"].pop("activation_checkpointing")
+        raw["sft"]["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+
+    old = recipe_with(tmp_path, tiny_model, sft_jsonl, dpo_jsonl, old_spelling)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        recipe = load_recipe(old)
+    assert recipe.sft.activation_checkpointing is False
+    assert recipe.sft.activation_checkpointing_kwargs == {"use_reentrant": False}
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"westwind: {old}: sft.gradient_checkpointing is deprecated, read as activation_checkpointing: "
+        "write activation_checkpointing",
+        f"westwind: {old}: sft.gradient_checkpointing_kwargs is deprecated, read as "
+        "activation_checkpointing_kwargs: write activation_checkpointing_kwargs",
+    ]
+    new_path = tmp_path / "new.yaml"
+    new_path.write_text(yaml.safe_dump(recipe.raw))  # the old spelling, read in place as the new one
+    assert stage_hashes(recipe) == stage_hashes(load_recipe(new_path))
+
+
+def test_deprecated_key_beside_its_new_name_is_an_error(tmp_path, tiny_model, sft_jsonl, dpo_jsonl):
+    path = recipe_with(
+        tmp_path, tiny_model, sft_jsonl, dpo_jsonl, lambda r: r["dpo"].update(gradient_checkpointing=True)
+    )
+    assert (
+        "dpo.gradient_checkpointing: deprecated name of activation_checkpointing, which is also set"
+        in error_of(path)
+    )
 
 
 def test_bad_override_is_validated_like_the_file(recipe_file):

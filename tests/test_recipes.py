@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,12 @@ def test_recipes_exist():
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_shipped_recipe_validates_offline(path, no_network, monkeypatch):
+def test_shipped_recipe_validates_offline(path, no_network, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # recipes name repo-relative paths
-    loaded = load_recipe(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean run is quiet: no library deprecation either
+        loaded = load_recipe(path)
+    assert capsys.readouterr().err == ""  # no westwind line about a deprecated key
     assert loaded.sft is not None and loaded.sft_data.datasets
     if loaded.dpo_data is not None and any(d.path == "@aift" for d in loaded.dpo_data.datasets):
         assert loaded.aift is not None, "dpo reads @aift but the recipe has no aift section"

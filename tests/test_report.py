@@ -79,7 +79,12 @@ def run_dir(tmp_path) -> dict:
     )
     write_json(
         root / "aift" / "stats.json",
-        {"judged": 55, "pairs": {"train": 32, "test": 8}, "dropped": {"tie": 15}},
+        {
+            "judged": 55,
+            "pairs": {"train": 32, "test": 8},
+            "dropped": {"tie": 15},
+            "order_flips": {"checked": 40, "flipped": 6, "rate": 0.15, "what": "pairs asked in both orders"},
+        },
     )
 
     sft_correct, dpo_correct, total = rng.randint(40, 90), rng.randint(91, 140), 200
@@ -146,6 +151,7 @@ def test_report_holds_the_measured_numbers(run_dir):
     assert f"mean margin (chosen − rejected): {sum(margins) / len(margins):.4g}" in text
     assert f"pairs with a positive margin: {sum(m > 0 for m in margins)}/{len(margins)}" in text
     assert "2.5 min" in text and "0.8 min" in text  # stage wall times from the pipeline markers
+    assert "judge order-flip rate: 15.0% (6 of 40 pairs asked in both orders)" in text
 
 
 def test_report_writes_every_plot_as_png(run_dir):

@@ -29,7 +29,7 @@ RM_SECTION = {
     "per_device_train_batch_size": 16,
     "learning_rate": 3e-3,
     "bf16": False,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "logging_steps": 10,
     "save_strategy": "no",
     "max_length": 64,
@@ -167,3 +167,39 @@ def test_aift_judged_by_an_unrun_rm_is_refused_before_loading(tmp_path, tiny_mod
         RecipeError, match=r"aift.judge.model: @rm -> .*/out/rm not found: run the rm stage first"
     ):
         preflight.check(recipe, ["aift"], produced_earlier=set())
+
+
+def test_rank_zero_merge_and_scoring_under_zero3_make_no_collective_call(
+    tmp_path, tiny_model, sft_jsonl, monkeypatch
+):
+    """Rank 0 alone merges a LoRA reward model and scores held-out pairs after training; under ZeRO-3 neither
+    may load a partitioned model (zero.Init gathers from ranks that are not loading: a hang)."""
+    import torch.distributed
+    from peft import LoraConfig, get_peft_model
+    from test_models import Zero3Config
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    recipe = load_recipe(rm_recipe(tmp_path, tiny_model, sft_jsonl, use_peft=True))
+    out = tmp_path / "out" / "rm"
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1, pad_token_id=0)
+    get_peft_model(
+        classifier, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj"])
+    ).save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = [{"role": "user", "content": "reverse: red tree"}]
+    pair = {"prompt": prompt, "chosen": [{"role": "assistant", "content": "tree red"}],
+            "rejected": [{"role": "assistant", "content": "red tree the"}]}  # fmt: skip
+
+    def collective(*args, **kwargs):
+        raise AssertionError("a collective call on rank 0 alone")
+
+    for name in ("all_gather", "all_gather_into_tensor", "all_reduce", "broadcast", "barrier"):
+        monkeypatch.setattr(torch.distributed, name, collective)
+    zero3 = Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(zero3)
+    try:
+        metrics = rm.finish_on_main_process(recipe, tokenizer, {"train": [pair] * 3, "test": [pair] * 2})
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    assert metrics["held_out_pairs"] == 2
+    assert (out / "model.safetensors").is_file() and (out / "adapter" / "adapter_config.json").is_file()

@@ -139,7 +139,7 @@ def shrink(recipe: dict[str, Any], model_dir: Path, data: Path, out: Path) -> di
         # A random tiny model trained for 2 steps sometimes emits eos at once; westwind rightly refuses the
         # resulting empty-completion pairs unless told to drop them.
         raw["dpo"]["drop_invalid_rows"] = True
-    if "eval" in raw:
+    if "eval" in raw and "prompts" in raw["eval"]:  # a suites-only eval section keeps its suites off
         raw["eval"]["prompts"] = {"datasets": [{"path": str(prompts)}], "column": "prompt"}
         raw["eval"]["sampling"] = {"max_new_tokens": 8}
     return raw

@@ -19,6 +19,12 @@ def test_sft_keys_come_from_trl_metadata():
     assert "\nmodel: keys" in text and any(line.strip().startswith("lora_r ") for line in text.splitlines())
 
 
+def test_deprecated_keys_name_their_new_spelling():
+    lines = [line.split(None, 1) for line in keys_help("rm").splitlines() if line.startswith("  ")]
+    assert ["gradient_checkpointing", "deprecated: write activation_checkpointing"] in lines
+    assert any(name == "activation_checkpointing" and "deprecated" not in text for name, text in lines)
+
+
 def test_dpo_lists_beta_and_nested_dataset_keys():
     lines = [line.strip() for line in keys_help("dpo").splitlines()]
     assert any(line.startswith("beta ") for line in lines)

@@ -47,11 +47,15 @@ def check(argv: list[str]) -> None:
     from westwind.stages import STAGES
 
     with exit_on_user_error():
+        usage = "usage: westwind check RECIPE [--stage STAGE] [--section.key value ...]"
         if not argv or argv[0].startswith("-"):
-            raise RecipeError(
-                "(command line)", "RECIPE", "usage: westwind check RECIPE [--section.key value ...]"
-            )
-        recipe = load_recipe(argv[0], argv[1:])
+            raise RecipeError("(command line)", "RECIPE", usage)
+        overrides, stage = argv[1:], None
+        if overrides[:1] == ["--stage"]:  # the overrides are read as that stage reads them (--beta: dpo.beta)
+            if len(overrides) < 2 or overrides[1] not in STAGES:
+                raise RecipeError("(command line)", "--stage", f"one of {', '.join(STAGES)}; {usage}")
+            stage, overrides = overrides[1], overrides[2:]
+        recipe = load_recipe(argv[0], overrides, stage=stage)
         preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
         for index, later in round_recipes(argv[0], argv[1:], recipe).items():  # iterative dDPO's rounds 2..
             if index > 1:

@@ -5,7 +5,7 @@ its resolved section (overrides applied), the model section, the output root, th
 dataset it reads, and the hash of the stage before it (so `@sft`/`@aift` references, and any upstream
 change, are covered through the chain).
 
-Data identity, documented in the README's data section:
+Data identity, documented in docs/recipes.md ("Data identity"):
 - a local file up to FULL_DIGEST_BYTES is its sha256; a bigger one is its size, mtime and the sha256 of its
   first and last BLOCK_BYTES (a same-size rewrite of only the middle that also keeps the mtime goes unseen);
 - a local folder (save_to_disk) is the identity of every file in it;

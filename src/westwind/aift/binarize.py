@@ -5,6 +5,10 @@ Policies: `best_vs_random` (Zephyr: chosen = highest score, rejected = random am
 the chosen one. Ties at the top are broken at random; empty texts and identical texts are never paired (a pair whose two
 sides match teaches nothing). All randomness is seeded per prompt id, so results do not depend on order,
 sharding or resumption.
+
+Scores are compared exactly: each is rounded to `SCORE_DECIMALS` decimal places and read as a fraction, so
+a mean of aspect ratings such as 13/3 - 10/3 (0.9999999999999996 in floating point) is a margin of exactly
+1 and kept at `min_margin: 1.0`, and two means that differ only by rounding error are a tie.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from fractions import Fraction
 from typing import Any
 
 from westwind.aift.config import BinarizeConfig
@@ -22,6 +27,14 @@ from westwind.seeding import stable_seed
 def is_rated(candidate: dict[str, Any]) -> bool:
     score = candidate.get("score")
     return isinstance(score, int | float) and math.isfinite(score)
+
+
+SCORE_DECIMALS = 9
+
+
+def exact(value: float) -> Fraction:
+    """`value` rounded to SCORE_DECIMALS places, as an exact fraction (what ties and margins compare)."""
+    return Fraction(f"{value:.{SCORE_DECIMALS}f}")
 
 
 def rationale_text(candidate: dict[str, Any]) -> str:
@@ -44,22 +57,23 @@ def pick_pair(
     rated = [c for c in candidates if is_rated(c)]
     if len(rated) < 2:
         return None, None, "unrated"
-    best = max(c["score"] for c in rated)
-    if config.min_chosen_score is not None and best < config.min_chosen_score:
+    score = {id(c): exact(c["score"]) for c in rated}
+    best = max(score.values())
+    if config.min_chosen_score is not None and best < exact(config.min_chosen_score):
         return None, None, "low_chosen_score"
-    chosen = rng.choice([c for c in rated if c["score"] == best])
+    chosen = rng.choice([c for c in rated if score[id(c)] == best])
     distinct = [c for c in rated if normalize_text(c["text"]) != normalize_text(chosen["text"])]
     if not distinct:
         return None, None, "identical_texts"
-    lower = [c for c in distinct if c["score"] < best]
+    lower = [c for c in distinct if score[id(c)] < best]
     if lower and config.min_margin > 0:
         # Draw only among candidates that leave the margin: a random pick below it would waste the prompt.
-        lower = [c for c in lower if best - c["score"] >= config.min_margin]
+        lower = [c for c in lower if best - score[id(c)] >= exact(config.min_margin)]
         if not lower:
             return None, None, "below_margin"
     if config.policy == "best_vs_worst" and lower:
-        worst = min(c["score"] for c in lower)
-        lower = [c for c in lower if c["score"] == worst]
+        worst = min(score[id(c)] for c in lower)
+        lower = [c for c in lower if score[id(c)] == worst]
     if not lower:
         if config.drop_ties:
             return None, None, "tie"

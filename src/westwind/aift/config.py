@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from trl.scripts.utils import DatasetConfig
 
-from westwind.aift.principles import check_weights
+from westwind.aift.principles import principle_mix
 from westwind.training.chat_templates import TEMPLATES, is_jinja
 
 Backend = Literal["transformers", "vllm", "openai"]
@@ -174,11 +174,14 @@ class GeneratorConfig(EndpointConfig):
 
     sampling: SamplingConfig = key(help="sampling settings (max_new_tokens required)")
     n: int = key(1, help="completions per prompt")
-    # UltraFeedback-style: a sampled principle system prompt per completion. true: UltraFeedback's weights
-    # (see westwind.aift.principles); or a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}.
-    principles: bool | dict[str, float] = key(
+    # UltraFeedback-style: a sampled principle system prompt per completion. true: UltraFeedback's general
+    # mix; a mapping principle -> weight, e.g. {helpfulness: 3, honesty: 1}; `ultrafeedback` (its mixes by
+    # the prompts' `source` column); or {source: COLUMN | "@dataset", by_source: PRESET | {SOURCE: mix}}.
+    # See westwind.aift.principles.
+    principles: bool | str | dict[str, Any] = key(
         False,
-        help="UltraFeedback principle system prompts: true (UltraFeedback's mix) or {principle: weight}",
+        help="UltraFeedback principle system prompts: true, {principle: weight}, ultrafeedback (by source), "
+        "or {source: COLUMN|@dataset, by_source: PRESET|{SOURCE: {principle: weight}}}",
     )
     name: str | None = key(None, help="the label stored with each completion (default: the model)")
 
@@ -186,8 +189,7 @@ class GeneratorConfig(EndpointConfig):
         super().__post_init__()
         if self.n < 1:
             raise ValueError("n must be at least 1")
-        if isinstance(self.principles, dict):
-            check_weights(self.principles)
+        principle_mix(self.principles)  # validates every form
         if self.n > 1 and self.sampling.temperature == 0:
             raise ValueError("n > 1 at temperature 0 gives n identical completions; raise the temperature")
 
@@ -214,6 +216,13 @@ class JudgeConfig(EndpointConfig):
     )
     texts_per_request: int = key(
         4, help="ultrafeedback: candidates rated per request (larger pools are chunked)"
+    )
+    order_check_share: float = key(
+        0.0,
+        help="ultrafeedback: share of rating requests asked again with the texts reversed (order-flip rate)",
+    )
+    version: str | int | None = key(
+        None, help="verifier: bump when its verdicts change through code outside the function's module"
     )
 
     def __post_init__(self) -> None:
@@ -242,6 +251,14 @@ class JudgeConfig(EndpointConfig):
             raise ValueError(f"aspects lists {', '.join(duplicates)} more than once")
         if self.texts_per_request < 2:
             raise ValueError("texts_per_request must be at least 2")
+        if not 0 <= self.order_check_share <= 1:
+            raise ValueError("order_check_share must be a fraction in [0, 1]")
+        if self.order_check_share and self.kind != "ultrafeedback":
+            raise ValueError(
+                "order_check_share is for the ultrafeedback judge (pairwise always asks both orders)"
+            )
+        if self.version is not None and self.kind != "verifier":
+            raise ValueError("version is for verifier judges (model judges are identified by content)")
 
 
 @dataclass
@@ -347,6 +364,15 @@ class AIFTConfig:
             raise ValueError("test_split_size must be a fraction in (0, 1)")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        self.principle_source()  # one source per prompt: by-source generators must agree on where it is
+
+    def principle_source(self) -> str | None:
+        """The prompts' column (or @dataset) naming each prompt's source for by-source principle mixes."""
+        mixes = [principle_mix(g.principles) for g in self.generators]
+        sources = sorted({m.source for m in mixes if m is not None and m.by_source is not None})
+        if len(sources) > 1:
+            raise ValueError(f"generators' principles read the source from different places: {sources}")
+        return sources[0] if sources else None
 
 
 def revision_teacher(config: AIFTConfig) -> EndpointConfig:

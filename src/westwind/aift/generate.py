@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
 from westwind.aift.config import GeneratorConfig
-from westwind.aift.principles import draw_principle, principle_weights, with_system_prompt
-from westwind.aift.prompts import Prompt
+from westwind.aift.principles import draw_principle, principle_mix
+from westwind.aift.prompts import Prompt, with_system_prompt
 from westwind.aift.workspace import GENERATED_KEY, ShardRun
 from westwind.generation import ChatRequest, Result, build_backend, resolved_sampling
 from westwind.io import Journal
@@ -25,10 +25,10 @@ def generation_requests(
     """One request with n samples, or n one-sample requests each under its own drawn principle."""
     sampling = resolved_sampling(generator.sampling, default_temperature=1.0)
     base_seed = stable_seed(seed, prompt.prompt_id, index)
-    weights = principle_weights(generator.principles)
-    if not weights:
+    mix = principle_mix(generator.principles)
+    if mix is None:
         return [ChatRequest((prompt.prompt_id, None, 0), prompt.messages, sampling, generator.n, base_seed)]
-    requests = []
+    weights, requests = mix.weights_for(prompt.source), []
     for sample in range(generator.n):
         principle, system = draw_principle(stable_seed(base_seed, sample, "principle"), weights)
         messages = with_system_prompt(prompt.messages, system)
@@ -89,13 +89,14 @@ def generate(run: ShardRun, journal: Journal) -> None:
         if not todo:
             continue
         backend = build_backend(generator, models.generators[index], config.seed)
-        expected = generator.n if principle_weights(generator.principles) else 1
+        expected = generator.n if principle_mix(generator.principles) is not None else 1
         label = generator_label(generator)
+        by_id = {p.prompt_id: p for p in todo}
         try:
             for chunk, bar in run.in_chunks(todo, f"generate {label}"):
                 requests = [r for p in chunk for r in generation_requests(p, index, generator, config.seed)]
                 for prompt_id, results in per_prompt(backend.run(requests), expected):
-                    key = keys.generators[index]
+                    key = keys.generated(by_id[prompt_id], index)[2]
                     journal.append(generated_record(prompt_id, results, index, generator, key))
                     bar.update(1)
         finally:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from westwind.aift.config import DecontaminationConfig, PromptsConfig
+from westwind.aift.principles import DATASET_SOURCE
 from westwind.errors import DataError
 from westwind.training.data import load_mixture
 
@@ -19,6 +20,7 @@ class Prompt:
     prompt_id: str
     messages: list[dict[str, str]]  # ends with the user turn
     reference: Any = None  # for verifier judges
+    source: str | None = None  # where it came from, for by-source principle mixes (None: not asked for)
 
     @property
     def text(self) -> str:
@@ -35,6 +37,13 @@ def conversation_text(messages: list[dict[str, str]]) -> str:
     if len(messages) == 1:
         return messages[0]["content"]
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def with_system_prompt(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
+    """Prepend `system` (merged into an existing system turn: many templates allow only one)."""
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": system}, *messages]
 
 
 def prompt_id(messages: list[dict[str, str]]) -> str:
@@ -58,8 +67,14 @@ def to_messages(value: Any) -> list[dict[str, str]] | None:
     return turns[: users[-1] + 1]
 
 
+SOURCE_COLUMN = "__westwind_source__"  # the mixture entry's path, added when `source: @dataset`
+
+
 def extract(
-    rows: Iterable[dict[str, Any]], column: str, reference_column: str | None
+    rows: Iterable[dict[str, Any]],
+    column: str,
+    reference_column: str | None,
+    source_column: str | None = None,
 ) -> tuple[list[Prompt], int]:
     """Prompts from dataset rows, and how many rows had no usable prompt."""
     prompts, invalid = [], 0
@@ -69,8 +84,15 @@ def extract(
             invalid += 1
             continue
         reference = row.get(reference_column) if reference_column else None
-        prompts.append(Prompt(prompt_id(messages), messages, reference))
+        source = row.get(source_column) if source_column else None
+        prompts.append(
+            Prompt(prompt_id(messages), messages, reference, None if source is None else str(source))
+        )
     return prompts, invalid
+
+
+def with_entry_source(dataset: Any, path: str) -> Any:
+    return dataset.add_column(SOURCE_COLUMN, [path] * len(dataset))
 
 
 def dedupe(prompts: list[Prompt]) -> list[Prompt]:
@@ -129,15 +151,23 @@ def cap(prompts: list[Prompt], max_prompts: int | None, seed: int) -> list[Promp
 
 
 def load_prompts(
-    config: PromptsConfig, seed: int, reference_column: str | None = None
+    config: PromptsConfig, seed: int, reference_column: str | None = None, source: str | None = None
 ) -> tuple[list[Prompt], dict[str, int]]:
-    """The deduplicated, decontaminated, capped prompt list and the counts of each step."""
-    dataset = load_mixture(config.datasets, seed)
+    """The deduplicated, decontaminated, capped prompt list and the counts of each step. `source` (a column,
+    or @dataset for the mixture entry's path) gives each prompt its source; a duplicate keeps the first's."""
+    by_entry = source == DATASET_SOURCE
+    dataset = load_mixture(config.datasets, seed, with_entry_source if by_entry else None)
     if config.column not in dataset.column_names:
         raise DataError(f"aift prompts: no column {config.column!r} (has {dataset.column_names})")
     if reference_column not in dataset.column_names:
         reference_column = None
-    prompts, invalid = extract(dataset, config.column, reference_column)
+    source_column = SOURCE_COLUMN if by_entry else source
+    if source_column is not None and source_column not in dataset.column_names:
+        raise DataError(
+            f"aift prompts: the generators' principles are drawn by source but there is no column "
+            f"{source_column!r} (has {dataset.column_names}); list it in the datasets' `columns`"
+        )
+    prompts, invalid = extract(dataset, config.column, reference_column, source_column)
     counts = {"rows": len(dataset), "invalid": invalid}
     unique = dedupe(prompts)
     counts["duplicates"] = len(prompts) - len(unique)

@@ -44,6 +44,10 @@ def judged_record(judgment: Judgment, prompt: Prompt, candidates: list[dict], ke
         "parse_failures": dict(judgment.parse_failures),
         "request_failures": dict(judgment.request_failures),
     }
+    if judgment.order_check:
+        record["order_check"] = dict(judgment.order_check)
+    if prompt.source is not None:
+        record["source"] = prompt.source
     if judgment.error is not None:
         return {**record, "status": "failed", "error": judgment.error}
     rated = [rated_candidate(c, r) for c, r in zip(candidates, judgment.ratings, strict=True)]

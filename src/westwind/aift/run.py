@@ -13,6 +13,7 @@ from westwind.aift.binarize import binarize_all
 from westwind.aift.config import AIFTConfig, revision_teacher
 from westwind.aift.constitution import pair_rows
 from westwind.aift.generate import generate
+from westwind.aift.principles import principle_mix
 from westwind.aift.prompts import Prompt, in_shard, load_prompts
 from westwind.aift.rate import judge
 from westwind.aift.revise import revise
@@ -47,7 +48,10 @@ class AIFTError(RunError):
 
 def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Prompt], dict[str, int]]:
     config = recipe.aift
-    prompts, counts = load_prompts(config.prompts, config.seed, config.judge.reference_column)
+    source = config.principle_source()
+    prompts, counts = load_prompts(config.prompts, config.seed, config.judge.reference_column, source)
+    if source is not None:
+        check_sources(config, prompts)
     if config.judge.kind == "verifier" and all(p.reference is None for p in prompts):
         raise DataError(
             f"aift prompts: the verifier judge needs a {config.judge.reference_column!r} column "
@@ -59,6 +63,20 @@ def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Pro
         counts = {**counts, "other_rounds": pool - len(prompts), "prompts": len(prompts)}
     mine = [p for p in prompts if in_shard(p.prompt_id, index, count)]
     return mine, {**counts, "in_shard": len(mine)}
+
+
+def check_sources(config: AIFTConfig, prompts: list[Prompt]) -> None:
+    """Every prompt's source has a principle mix in every by-source generator (else one line, exit 2)."""
+    sources = sorted({p.source for p in prompts}, key=str)
+    for index, generator in enumerate(config.generators):
+        mix = principle_mix(generator.principles)
+        if mix is None or mix.by_source is None:
+            continue
+        for source in sources:
+            try:
+                mix.weights_for(source)
+            except ValueError as error:
+                raise DataError(f"aift.generators[{index}].{error}") from None
 
 
 def current_keys(recipe: Recipe, workspace: Workspace):

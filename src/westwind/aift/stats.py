@@ -62,6 +62,35 @@ def score_by_position(candidates: list[dict]) -> dict[str, Any]:
     }
 
 
+def principles_by_source(records: list[dict]) -> dict[str, dict[str, int]]:
+    """Candidates by principle, per prompt source (prompts with a source: by-source principle mixes)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        if "source" in record:
+            counts[str(record["source"])].update(str(c.get("principle")) for c in record["candidates"])
+    return {source: dict(sorted(c.items())) for source, c in sorted(counts.items())}
+
+
+def order_flips(records: list[dict], judge_kind: str) -> dict[str, Any] | None:
+    """How often the judge's outcome changed with the display order: for pairwise, the share of pairs whose
+    two orders disagree; for ultrafeedback, the share of reversed-order re-asks whose best text changed."""
+    totals = Counter()
+    for record in records:
+        totals.update(record.get("order_check") or {})
+    if not totals:
+        return None
+    checked, flipped = totals["checked"], totals["flipped"]
+    what = "pairs asked in both orders" if judge_kind == "pairwise" else "requests re-asked in reversed order"
+    return {
+        "judge": judge_kind,
+        "checked": checked,
+        "flipped": flipped,
+        "rate": flipped / checked if checked else None,
+        "unreadable": totals["unreadable"],
+        "what": what,
+    }
+
+
 def pair_stats(records: list[dict], rows: list[dict], dropped: Counter, config: AIFTConfig) -> dict[str, Any]:
     candidates = [c for r in records for c in r["candidates"]]
     scores = [c["score"] for c in candidates if is_rated(c)]
@@ -87,6 +116,12 @@ def pair_stats(records: list[dict], rows: list[dict], dropped: Counter, config: 
     positions = score_by_position(candidates)
     if positions:
         stats["score_by_position"] = positions
+    by_source = principles_by_source(records)
+    if by_source:
+        stats["principles_by_source"] = by_source
+    flips = order_flips(records, config.judge.kind)
+    if flips:
+        stats["order_flips"] = flips
     return stats
 
 
@@ -131,6 +166,12 @@ def summary(stats: dict[str, Any]) -> str:
         f"  score histogram: {stats.get('score_histogram')}",
         f"  chosen/rejected length ratio: {stats.get('length_ratio_chosen_rejected')}",
     ]
+    if stats.get("principles_by_source"):
+        lines.append(f"  principles by source: {stats['principles_by_source']}")
+    if stats.get("order_flips"):
+        flips = stats["order_flips"]
+        rate = "n/a" if flips["rate"] is None else f"{100 * flips['rate']:.1f}%"
+        lines.append(f"  order-flip rate: {rate} ({flips['flipped']} of {flips['checked']} {flips['what']})")
     if stats.get("score_by_position"):
         means = ", ".join(f"{p}: {v['mean']:.2f}" for p, v in stats["score_by_position"].items())
         lines.append(f"  mean rating by display position (position bias): {means}")

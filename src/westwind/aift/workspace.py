@@ -16,7 +16,8 @@ Layout under `<output_dir>/aift`:
 Journals are append-only (flush + fsync per record); the last record for a key wins, a truncated last line
 is ignored, and a failed record is retried on the next run. A record's key holds everything that produced
 it: a generator's settings and its model's content identity (westwind.endpoints), and for a judged prompt
-the judge's settings and identity, every generator's key, and the prompt's own judge inputs (its
+the judge's identity (`judge_identity`: for a verifier its code, for a model judge its settings, model and
+the parser's rules), every generator's key, and the prompt's own judge inputs (its
 conversation and reference); for a revision record the answerer's and the teacher's settings and identities,
 the constitution, the critique and revision requests, and the prompt's conversation. Changing any of them
 redoes exactly the affected work.
@@ -31,11 +32,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from westwind.aift.config import AIFTConfig, fingerprint_fields, revision_teacher
+from westwind.aift.config import AIFTConfig, JudgeConfig, fingerprint_fields, revision_teacher
 from westwind.aift.constitution import revision_settings
+from westwind.aift.principles import principle_mix
 from westwind.aift.prompts import Prompt
+from westwind.callables import source_digest
 from westwind.endpoints import ResolvedModel, resolve_model
 from westwind.io import ShardedJournals, digest
+from westwind.judges.parsers import PARSER_VERSION
 
 GENERATED_KEY = ("prompt_id", "generator", "fingerprint")
 JUDGED_KEY = ("prompt_id", "fingerprint")
@@ -70,12 +74,19 @@ class Keys:
     generators: list[str]
     judge: str
     revisions: str | None = None
+    by_source: list[bool] | None = None  # per generator: whether its principle mix depends on the source
 
     def generated(self, prompt: Prompt, index: int) -> tuple:
-        return (prompt.prompt_id, index, self.generators[index])
+        key = self.generators[index]
+        if self.by_source and self.by_source[index]:  # the prompt's source picks its principle mix
+            key = fingerprint([key, prompt.source])
+        return (prompt.prompt_id, index, key)
 
     def judged(self, prompt: Prompt) -> tuple:
-        return (prompt.prompt_id, fingerprint([self.judge, prompt.messages, prompt.reference]))
+        inputs = [self.judge, prompt.messages, prompt.reference]
+        if self.by_source and any(self.by_source):
+            inputs.append(prompt.source)
+        return (prompt.prompt_id, fingerprint(inputs))
 
     def settings(self) -> dict[str, Any]:
         """What the merged files depend on besides the prompts (the judge's key holds every generator's)."""
@@ -108,14 +119,33 @@ def resolve_models(config: AIFTConfig, recipe: Any, workspace: Workspace) -> Mod
     return Models(generators, judge, answerer, reviser)
 
 
+def judge_identity(judge: JudgeConfig, model: ResolvedModel | None) -> dict[str, Any]:
+    """What decides a judge's verdicts besides the candidates. A verifier: its function's name, the digest of
+    its module's source and the user's `version`, and the reference column (nothing else changes a
+    verdict). A model judge: its settings, its model's content identity and the reply-reading rules."""
+    if judge.kind == "verifier":
+        return {
+            "kind": judge.kind,
+            "function": judge.function,
+            "source": source_digest(judge.function),
+            "version": None if judge.version is None else str(judge.version),
+            "reference_column": judge.reference_column,
+        }
+    identity = {"settings": fingerprint_fields(judge), "model": model.fingerprint if model else None}
+    if judge.kind in ("ultrafeedback", "pairwise"):
+        identity["parser"] = PARSER_VERSION
+    return identity
+
+
 def make_keys(config: AIFTConfig, models: Models) -> Keys:
     generators = [
         fingerprint([fingerprint_fields(g), config.seed, m.fingerprint])
         for g, m in zip(config.generators, models.generators, strict=True)
     ]
-    identity = models.judge.fingerprint if models.judge is not None else None
-    judge = fingerprint([fingerprint_fields(config.judge), config.seed, generators, identity])
-    return Keys(generators, judge, revisions_key(config, models))
+    judge = fingerprint([judge_identity(config.judge, models.judge), config.seed, generators])
+    mixes = [principle_mix(g.principles) for g in config.generators]
+    by_source = [m is not None and m.by_source is not None for m in mixes]
+    return Keys(generators, judge, revisions_key(config, models), by_source)
 
 
 def revisions_key(config: AIFTConfig, models: Models) -> str | None:

@@ -11,8 +11,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from westwind.aift.principles import with_system_prompt
-from westwind.aift.prompts import Prompt
+from westwind.aift.prompts import Prompt, with_system_prompt
 from westwind.aift.teacher import LazyTeacher, reply
 from westwind.distill.config import DialoguesConfig
 from westwind.generation import ChatRequest, resolved_sampling

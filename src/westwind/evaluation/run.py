@@ -5,7 +5,7 @@ results.json:
     prompts, prompt_counts, overlap {ngram, training_prompts, overlapping, examples},
     models {LABEL: {path, answers, accuracy {correct, total, rate, ci95}, single_answer {mean, scored, failed}}},
     paired {model, baseline, wins, ties, losses, gain, ci95, sign_test_p, per_prompt}   # with a verifier
-    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p}   # ties count half
+    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips]}
 
 With a verifier, per_prompt.jsonl (`paired.per_prompt`) holds every prompt's reference and both models' answers and correctness.
 """
@@ -189,6 +189,7 @@ def win_rate(
 ) -> dict:
     """AlpacaEval-style: wins + ties/2 over judged prompts. LLM judges see both orders (disagreement = tie)."""
     outcomes: list[str | None]
+    flips = None
     if judge.kind in LLM_JUDGES:
         pairwise = PairwiseJudge(
             build_backend(judge, resolve_model(judge, recipe)), judge.sampling, judge.max_reasks
@@ -203,6 +204,14 @@ def win_rate(
         outcomes = [
             None if v.value is None else {"A": "win", "B": "loss", "tie": "tie"}[v.value] for v in verdicts
         ]
+        both = [v for v in verdicts if v.orders_agree is not None]
+        flipped = sum(not v.orders_agree for v in both)
+        flips = {
+            "checked": len(both),
+            "flipped": flipped,
+            "rate": flipped / len(both) if both else None,
+            "what": "pairs asked in both orders",
+        }
     else:
         scores = score_with(judge, recipe, prompts, [[a, b] for a, b in zip(model, baseline, strict=True)])
         outcomes = [_compare_scores(a, b) for a, b in scores]
@@ -210,7 +219,7 @@ def win_rate(
     judged = wins + ties + losses
     rate = (wins + ties / 2) / judged if judged else float("nan")
     low, high = wilson_interval(round(wins + ties / 2), judged) if judged else (float("nan"), float("nan"))
-    return {
+    result = {
         "wins": wins,
         "ties": ties,
         "losses": losses,
@@ -219,6 +228,9 @@ def win_rate(
         "ci95": [low, high],
         "sign_test_p": sign_test_p(wins, losses),
     }
+    if flips is not None:  # ties include the pairs whose orders disagreed
+        result["order_flips"] = flips
+    return result
 
 
 def _compare_scores(a: float | None, b: float | None) -> str | None:
@@ -246,7 +258,8 @@ def parse_single_rating(_key: Any, reply: str) -> float:
 
 
 def single_answer_scores(backend, judge: JudgeConfig, prompts: list[Prompt], answers: list[str]) -> dict:
-    """MT-Bench-style 1-10 scores; unparsable replies are re-asked, then counted as failed."""
+    """1-10 scores under westwind's own prompt (not MT-Bench: evaluation.mt_bench runs that); unparsable
+    replies are re-asked, then counted as failed."""
     conversations = {
         p.prompt_id: [{"role": "user", "content": SINGLE_ANSWER_PROMPT.format(prompt=p.text, answer=a)}]
         for p, a in zip(prompts, answers, strict=True)

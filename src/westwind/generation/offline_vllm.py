@@ -22,7 +22,7 @@ def import_vllm():
     except ImportError:
         raise BackendUnavailable(
             "backend vllm needs the vllm package, which is not installed here; install it in its own "
-            "environment (pip install 'westwind[vllm]', see README) or use backend: transformers / openai"
+            "environment (pip install 'westwind[vllm]', see docs/multi-gpu.md) or use backend: transformers / openai"
         ) from None
     return vllm
 

@@ -16,8 +16,10 @@ from typing import Any
 from westwind.aift.config import OpenAIOptions
 from westwind.errors import RunError
 from westwind.generation.base import BackendUnavailable, ChatRequest, Completion, Result
+from westwind.generation.redaction import redact_key
 
 logger = logging.getLogger(__name__)
+MESSAGE_CHARS = 360  # an error text's length in records and logs
 
 
 class MalformedResponse(ValueError):
@@ -71,25 +73,6 @@ def completion_of(response: Any) -> Completion:
 
 class EndpointRejected(RunError):
     """The endpoint refused the credentials (401/403): retrying cannot help, so the run stops."""
-
-
-def redact_key(text: str, key: str) -> str:
-    """`text` without the key: whole, or partly masked as error bodies echo it (`gsk_ab****yz12`), whatever
-    its prefix. A token goes when a piece of it (between masking stars) of 4+ characters is part of the key
-    and the token is masked or that piece is 8+ characters long."""
-    if key and key != "EMPTY":
-        text = text.replace(key, "***")
-
-        def hide(match: re.Match) -> str:
-            token = match.group(0)
-            pieces = [p for p in re.split(r"[*.]{2,}|\*+", token) if len(p) >= 4]
-            masked = "*" in token or "..." in token
-            if any(p in key and (masked or len(p) >= 8) for p in pieces):
-                return "***"
-            return token
-
-        text = re.sub(r"[A-Za-z0-9_\-*.]{4,}", hide, text)
-    return re.sub(r"\bsk-[A-Za-z0-9*_\-.]{4,}", "sk-***", text)
 
 
 class OpenAIBackend:
@@ -170,7 +153,8 @@ class OpenAIBackend:
                 reason = failure_reason(error)
                 failures[reason] += 1
                 self.failures[reason] += 1
-                message = self.redact(f"{reason}: {type(error).__name__}: {str(error)[:300]}")
+                # Redacted whole, then cut: a key cut short by the cut would escape redaction.
+                message = self.redact(f"{reason}: {type(error).__name__}: {error}")[:MESSAGE_CHARS]
                 if getattr(error, "status_code", None) in (401, 403):
                     raise EndpointRejected(
                         f"{self.options.base_url or 'the openai endpoint'} rejected the API key"

@@ -43,5 +43,11 @@ def make_judge(config: JudgeConfig, model: ResolvedModel | None = None, seed: in
     if config.kind == "pairwise":
         return PairwiseJudge(backend, config.sampling, config.max_reasks)
     return UltraFeedbackJudge(
-        backend, config.sampling, config.aspects, config.max_reasks, seed, config.texts_per_request
+        backend,
+        config.sampling,
+        config.aspects,
+        config.max_reasks,
+        seed,
+        config.texts_per_request,
+        config.order_check_share,
     )

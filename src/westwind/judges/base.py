@@ -35,6 +35,9 @@ class Judgment:
     error: str | None = None  # a request failed for good or the judge gave up: retried on the next run
     parse_failures: Counter = field(default_factory=Counter)  # unparsable replies, by reason
     request_failures: Counter = field(default_factory=Counter)  # retried transport failures, by reason
+    # Order bias: requests asked in both display orders (`checked`) and those whose outcome changed with the
+    # order (`flipped`: the pairwise verdict, or ultrafeedback's best-rated candidate). Empty: none checked.
+    order_check: Counter = field(default_factory=Counter)
 
 
 class Judge(Protocol):

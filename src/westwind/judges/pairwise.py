@@ -1,36 +1,44 @@
-"""Pairwise A / B / tie, asked in both orders. Orders that disagree make a tie; a comparison whose reply
-could not be read (after the re-asks) is no verdict: it is counted (`gave_up`), never scored as a tie, and
-the item it belongs to is retried on the next run."""
+"""Pairwise A / B / tie, asked in both orders. Orders that disagree make a tie (and are counted: the share of
+such pairs is the judge's order-flip rate); a comparison whose reply could not be read (after the re-asks)
+is no verdict: it is counted (`gave_up`), never scored as a tie, and the item it belongs to is retried on
+the next run."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from westwind.aift.config import SamplingConfig
 from westwind.generation import Backend
 from westwind.judges.asking import Answer, Asker
 from westwind.judges.base import JudgeItem, Judgment, Rating, judge_sampling
-from westwind.judges.parsers import Verdict, parse_verdict
 from westwind.judges.rubrics import pairwise_messages
+from westwind.judges.verdicts import Verdict, parse_verdict
 
 Pair = tuple[Any, str, str]  # (prompt, answer_a, answer_b)
 SWAPPED = {"A": "B", "B": "A", "tie": "tie"}
 
 
-def combine(forward: Answer, backward: Answer) -> Answer[Verdict]:
+@dataclass
+class PairAnswer(Answer[Verdict]):
+    orders_agree: bool | None = None  # None: no verdict in one of the orders
+
+
+def combine(forward: Answer, backward: Answer) -> PairAnswer:
     """Both orders' failures, and the verdict: the forward one when the orders agree, else a tie; none when
     either order failed or gave up."""
-    combined = Answer(
+    combined = PairAnswer(
         parse_failures=forward.parse_failures + backward.parse_failures,
         request_failures=forward.request_failures + backward.request_failures,
         error=forward.error or backward.error,
         failure=forward.failure or backward.failure,
     )
     if combined.error is None and combined.failure is None:
-        combined.value = forward.value if forward.value == SWAPPED[backward.value] else "tie"
+        combined.orders_agree = forward.value == SWAPPED[backward.value]
+        combined.value = forward.value if combined.orders_agree else "tie"
     return combined
 
 
@@ -38,7 +46,7 @@ class PairwiseJudge:
     def __init__(self, backend: Backend, sampling: SamplingConfig, max_reasks: int = 2):
         self.backend, self.sampling, self.max_reasks = backend, judge_sampling(sampling), max_reasks
 
-    def ask_pairs(self, pairs: list[Pair]) -> Iterator[tuple[int, Answer[Verdict]]]:
+    def ask_pairs(self, pairs: list[Pair]) -> Iterator[tuple[int, PairAnswer]]:
         """(pair index, combined answer) as soon as both orders of a pair are settled."""
         conversations: dict[Hashable, list[dict]] = {}
         for index, (prompt, a, b) in enumerate(pairs):
@@ -52,7 +60,7 @@ class PairwiseJudge:
                 both = halves.pop(index)
                 yield index, combine(both["ab"], both["ba"])
 
-    def verdicts(self, pairs: list[Pair]) -> list[Answer[Verdict]]:
+    def verdicts(self, pairs: list[Pair]) -> list[PairAnswer]:
         """Each pair's answer, in order: `value` is None when its requests failed or the judge gave up."""
         found = dict(self.ask_pairs(pairs))
         return [found[index] for index in range(len(pairs))]
@@ -90,6 +98,8 @@ class PairwiseJudge:
             if outcome.failure:
                 judgment.parse_failures["gave_up"] += 1
             else:
+                judgment.order_check["checked"] += 1
+                judgment.order_check["flipped"] += not outcome.orders_agree
                 credit = {"A": (1.0, 0.0), "B": (0.0, 1.0), "tie": (0.5, 0.5)}.get(outcome.value, (0.0, 0.0))
                 points[item_index][i] += credit[0]
                 points[item_index][j] += credit[1]

@@ -1,17 +1,22 @@
 """Reading judge replies. Ratings: the rubric's own layout (`#### Output for Text N` blocks with line-anchored
-`Type:`/`Rating:`/`Rationale:` fields) strictly first; then a JSON `{"ratings": [...]}` reply; then looser
-`Text N` blocks. A fallback is used only when it is unambiguous: a block with two different ratings, a
-repeated block, or a JSON `true` as a rating is a parse failure (re-asked), never a guess."""
+`Type:`/`Rating:`/`Rationale:` fields) strictly first; then a JSON `{"ratings": [...]}` reply whose objects
+carry a `rating` (or `score`) field; then looser `Text N` blocks. A fallback is used only when it is
+unambiguous: a block with two different ratings, a repeated block, a rating for a text that was not shown
+(a fifth text in a 4-text reply), or a JSON `true` as a rating is a parse failure (re-asked), never a guess.
+
+Verdicts are read only where a format puts one (`westwind.judges.verdicts`). `PARSER_VERSION` names these
+rules: it is part of an LLM judge's key, so a verdict read under older rules is never reused."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from westwind.judges.base import ParseFailure
 
-Verdict = Literal["A", "B", "tie"]
+# Bump when a reply may be read differently: every LLM judgment made under the older rules is redone.
+PARSER_VERSION = 2
 
 
 class ParsedRating(NamedTuple):
@@ -29,7 +34,10 @@ class Entry(NamedTuple):
 NATIVE_HEADER = re.compile(r"^[ \t]*#{1,6}[ \t]*Output[ \t]+for[ \t]+Text[ \t]*(\d+)[ \t:]*$", re.I | re.M)
 LOOSE_HEADER = re.compile(r"^[\s#*>-]*(?:output\s+for\s+)?text\s*#?\s*(\d+)\b", re.I | re.M)
 FIELD = re.compile(r"^[ \t]*[-*_]*[ \t]*(type|rationale|rating)[*_]*[ \t]*:[*_]*[ \t]*(.*)$", re.I | re.M)
-RATING_VALUE = re.compile(r"[*_\s]*(N\s*/\s*A|None|\d+(?:\.\d+)?)\s*(?:/\s*5)?[*_\s.]*", re.I)
+# A rating value, with markdown emphasis, an optional `/5` and an optional short comment in parentheses.
+RATING_VALUE = re.compile(
+    r"[*_\s]*(N\s*/\s*A|None|\d+(?:\.\d+)?)\s*(?:/\s*5)?[*_\s.]*(?:\([^()\n]*\)[*_\s.]*)?", re.I
+)
 JSON_TEXT_KEY = re.compile(r"""(?<!\\)["']text["']\s*:\s*["']?(\d+)""")
 JSON_RATING = re.compile(
     r"""(?<!\\)["'](?:rating|score)["']\s*:\s*["']?\s*(N\s*/\s*A|None|null|true|false|-?\d+(?:\.\d+)?)""",
@@ -104,6 +112,20 @@ def _types(text: str | None) -> list[int] | None:
     return sorted({int(n) for n in re.findall(r"\b([1-3])\b", text)})
 
 
+RATING_KEYS = {"rating", "score"}
+
+
+def is_ratings_list(items: Any) -> bool:
+    """A non-empty list of objects of which at least one carries a rating field: a quoted list of other
+    objects (`[{"name": "Ann"}, ...]`) is no ratings."""
+    return (
+        isinstance(items, list)
+        and bool(items)
+        and all(isinstance(i, dict) for i in items)
+        and any(RATING_KEYS & i.keys() for i in items)
+    )
+
+
 def _json_entries(reply: str) -> dict[int, Entry] | None:
     """Entries from the first JSON value holding ratings (fenced or bare), or None when there is none."""
     decoder = json.JSONDecoder()
@@ -114,19 +136,22 @@ def _json_entries(reply: str) -> dict[int, Entry] | None:
             except json.JSONDecodeError:
                 continue
             items = value.get("ratings") if isinstance(value, dict) else value
-            if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
-                entries: dict[int, Entry] = {}
-                for position, item in enumerate(items, 1):
-                    number = _int(item.get("text", item.get("id", position)))
-                    if number in entries:
-                        raise ParseFailure("ambiguous", f"text {number} is rated twice")
-                    types = item.get("type")
-                    entries[number] = Entry(
-                        item.get("rating", item.get("score")),
-                        str(item.get("rationale", "")),
-                        _types(None if types is None else str(types)),
-                    )
-                return entries
+            if not is_ratings_list(items):
+                continue
+            entries: dict[int, Entry] = {}
+            for position, item in enumerate(items, 1):
+                number = _int(item.get("text", item.get("id", position)))
+                if number in entries:
+                    raise ParseFailure("ambiguous", f"text {number} is rated twice")
+                if not RATING_KEYS & item.keys():
+                    raise ParseFailure("incomplete", f"text {number} has no rating field")
+                types = item.get("type")
+                entries[number] = Entry(
+                    item.get("rating", item.get("score")),
+                    str(item.get("rationale", "")),
+                    _types(None if types is None else str(types)),
+                )
+            return entries
     return None
 
 
@@ -163,6 +188,9 @@ def _int(value: Any) -> int:
 
 
 def _validated(entries: dict[int, Entry], count: int, allow_na: bool) -> list[ParsedRating]:
+    extra = sorted(n for n in entries if not 1 <= n <= count)
+    if extra:  # the judge answered another question than the one asked
+        raise ParseFailure("extra_texts", f"rated text(s) {extra}, but {count} were shown")
     missing = [i for i in range(1, count + 1) if i not in entries]
     if missing:
         raise ParseFailure("incomplete", f"no rating for text(s) {missing}")
@@ -186,30 +214,3 @@ def _validated(entries: dict[int, Entry], count: int, allow_na: bool) -> list[Pa
             raise ParseFailure("out_of_range", f"text {index} rated {raw}")
         parsed.append(ParsedRating(value, rationale, types))
     return parsed
-
-
-VERDICT_PATTERNS = [
-    re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE),
-    re.compile(r"""["']?(?:winner|verdict|better)["']?\s*[:=]\s*["']?\s*(?:answer\s+)?(A|B|tie)\b""", re.I),
-]
-
-
-def parse_verdict(reply: str) -> Verdict:
-    for text in [*FENCE.findall(reply), reply]:
-        for start in (m.start() for m in re.finditer(r"\{", text)):
-            try:
-                value, _ = json.JSONDecoder().raw_decode(text, start)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict) and str(value.get("winner", "")).strip().upper() in ("A", "B", "TIE"):
-                return _verdict(str(value["winner"]))
-    for pattern in VERDICT_PATTERNS:
-        matches = pattern.findall(reply)
-        if matches:
-            return _verdict(matches[-1])
-    raise ParseFailure("no_verdict", "found no A/B/tie verdict")
-
-
-def _verdict(text: str) -> Verdict:
-    text = text.strip().upper()
-    return "A" if text == "A" else "B" if text == "B" else "tie"

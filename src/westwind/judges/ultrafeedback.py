@@ -2,7 +2,11 @@
 request (UltraFeedback rates 4). Every aspect gets its own seeded display order, so a judge's position bias
 spreads over the candidates; each candidate's position is kept with its rating. A candidate's score is the
 mean of its aspect ratings (N/A excluded). An aspect the judge gave up on fails the whole item, which is
-retried on the next run: a score never averages a different set of aspects than the one configured."""
+retried on the next run: a score never averages a different set of aspects than the one configured.
+
+Order bias: a seeded `order_check_share` of the requests is asked again with the same texts in reversed
+order; `Judgment.order_check` counts those compared (`checked`) and those whose best-rated text changed
+(`flipped`). The reversed ratings measure the judge only: scores use the first order's."""
 
 from __future__ import annotations
 
@@ -43,10 +47,11 @@ class UltraFeedbackJudge:
         max_reasks: int,
         seed: int = 0,
         texts_per_request: int = 4,
+        order_check_share: float = 0.0,
     ):
         self.backend, self.aspects, self.seed = backend, list(dict.fromkeys(aspects)), seed
         self.sampling, self.max_reasks = judge_sampling(sampling), max_reasks
-        self.texts_per_request = texts_per_request
+        self.texts_per_request, self.order_check_share = texts_per_request, order_check_share
 
     def plan(self, item: JudgeItem) -> Plan:
         plan = {}
@@ -56,36 +61,54 @@ class UltraFeedbackJudge:
             plan[aspect] = balanced_chunks(order, self.texts_per_request)
         return plan
 
+    def checked(self, item: JudgeItem, aspect: str, part: int, chunk: list[int]) -> bool:
+        """Whether this request is also asked in reversed order (a seeded draw per request)."""
+        if len(chunk) < 2 or not self.order_check_share:
+            return False
+        draw = random.Random(stable_seed(self.seed, item.key, aspect, part, "order_check")).random()
+        return draw < self.order_check_share
+
+    def conversations(self, index: int, item: JudgeItem, plan: Plan) -> dict[Hashable, list[dict]]:
+        """(index, aspect, part[, "reversed"]) -> the judge conversation rating that chunk."""
+        conversations: dict[Hashable, list[dict]] = {}
+        for aspect, chunks in plan.items():
+            for part, chunk in enumerate(chunks):
+                orders = [(chunk, ())]
+                if self.checked(item, aspect, part, chunk):
+                    orders.append((chunk[::-1], ("reversed",)))
+                for shown, suffix in orders:
+                    texts = [item.candidates[c] for c in shown]
+                    conversations[(index, aspect, part, *suffix)] = rating_messages(
+                        aspect, item.messages, texts, item.reference
+                    )
+        return conversations
+
     def judge(self, items: list[JudgeItem]) -> Iterator[Judgment]:
         plans = [self.plan(item) for item in items]
         conversations: dict[Hashable, list[dict]] = {}
+        expected = [0] * len(items)
         for index, (item, plan) in enumerate(zip(items, plans, strict=True)):
-            for aspect, chunks in plan.items():
-                for part, chunk in enumerate(chunks):
-                    shown = [item.candidates[c] for c in chunk]
-                    conversations[(index, aspect, part)] = rating_messages(
-                        aspect, item.messages, shown, item.reference
-                    )
-        expected = [sum(len(chunks) for chunks in plan.values()) for plan in plans]
-        answers: dict[int, dict[tuple[str, int], Answer]] = defaultdict(dict)
+            mine = self.conversations(index, item, plan)
+            conversations.update(mine)
+            expected[index] = len(mine)
+        answers: dict[int, dict[tuple, Answer]] = defaultdict(dict)
 
         def parse(key: Hashable, reply: str) -> list[ParsedRating]:
-            index, aspect, part = key
+            index, aspect, part = key[:3]
             return parse_ratings(reply, len(plans[index][aspect][part]), allow_na=aspect == "honesty")
 
-        for (index, aspect, part), answer in Asker(self.backend, self.sampling, parse, self.max_reasks).ask(
-            conversations
-        ):
-            answers[index][(aspect, part)] = answer
+        for key, answer in Asker(self.backend, self.sampling, parse, self.max_reasks).ask(conversations):
+            index = key[0]
+            answers[index][key[1:]] = answer
             if len(answers[index]) == expected[index]:
                 yield self.combine(items[index], plans[index], answers.pop(index))
 
-    def combine(self, item: JudgeItem, plan: Plan, answers: dict[tuple[str, int], Answer]) -> Judgment:
+    def combine(self, item: JudgeItem, plan: Plan, answers: dict[tuple, Answer]) -> Judgment:
         judgment = Judgment(item)
         for answer in answers.values():
             judgment.parse_failures.update(answer.parse_failures)
             judgment.request_failures.update(answer.request_failures)
-        given_up = [aspect for (aspect, _), answer in answers.items() if answer.failure]
+        given_up = [key[0] for key, answer in answers.items() if answer.failure and len(key) == 2]
         if given_up:
             judgment.parse_failures["gave_up"] += len(given_up)
         errors = [a.error for a in answers.values() if a.error]
@@ -105,6 +128,9 @@ class UltraFeedbackJudge:
                     rating = ratings[candidate]
                     rating.aspects[aspect], rating.rationale[aspect] = parsed.rating, parsed.rationale
                     rating.types[aspect], rating.positions[aspect] = parsed.types, position
+                check = answers.get((aspect, part, "reversed"))
+                if check is not None:
+                    count_order_check(judgment, chunk, answers[(aspect, part)].value, check)
         for rating in ratings:
             numbers = [v for v in rating.aspects.values() if v is not None]
             rating.score = sum(numbers) / len(numbers) if numbers else math.nan
@@ -113,3 +139,23 @@ class UltraFeedbackJudge:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def best_shown(chunk: list[int], parsed: list[ParsedRating]) -> set[int]:
+    """The candidates rated highest in one reply (N/A excluded); empty when none has a number."""
+    rated = {c: p.rating for c, p in zip(chunk, parsed, strict=True) if p.rating is not None}
+    top = max(rated.values(), default=None)
+    return {c for c, r in rated.items() if r == top}
+
+
+def count_order_check(
+    judgment: Judgment, chunk: list[int], forward: list[ParsedRating], check: Answer
+) -> None:
+    """Compare a request's best-rated texts with those of its reversed-order twin."""
+    if check.failure:  # the re-asks ran out on the twin: its failures are counted, it measures nothing
+        judgment.order_check["unreadable"] += 1
+        return
+    first, second = best_shown(chunk, forward), best_shown(chunk[::-1], check.value)
+    if first and second:
+        judgment.order_check["checked"] += 1
+        judgment.order_check["flipped"] += first != second

@@ -50,12 +50,15 @@ def documented_choices(config_cls: type, name: str) -> list[str]:
 
 
 DPO_CHOICES = {name: documented_choices(DPOConfig, name) for name in ("loss_type", "f_divergence_type")}
+# TRL's own default (checkpointing on) under transformers 5's name: TRL 1.16 still sets the deprecated
+# `gradient_checkpointing`, and transformers warns about it on every config built from the default.
+CHECKPOINTING = {"activation_checkpointing": True}
 # westwind's opinions on top of TRL's defaults; a recipe overrides any of them.
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sft": {"assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
+    "sft": {**CHECKPOINTING, "assistant_only_loss": True, "report_to": "none", "save_total_limit": 2},
     # No reference model in memory while training (measured in docs/benchmarks.md).
-    "dpo": {"report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
-    "rm": {"report_to": "none", "save_total_limit": 2},
+    "dpo": {**CHECKPOINTING, "report_to": "none", "save_total_limit": 2, "precompute_ref_log_probs": True},
+    "rm": {**CHECKPOINTING, "report_to": "none", "save_total_limit": 2},
 }
 
 
@@ -341,6 +344,7 @@ def validate_trainer_stage(
     """Split a stage section into TRL trainer args and westwind data keys; validate and build both."""
     if not isinstance(data, dict):
         raise schema.SchemaError(stage, f"expected a mapping, got {schema.describe(data)}")
+    schema.rename_deprecated_keys(data, stage, recipe.path)
     data_keys = set(schema.field_types(data_cls))
     trainer_keys = set(schema.field_types(config_cls))
     schema.check_keys(data, data_keys | trainer_keys, stage)
@@ -357,6 +361,7 @@ def validate_trainer_stage(
     trainer_values["trust_remote_code"] = recipe.model.trust_remote_code
     values = schema.check_fields(config_cls, trainer_values, stage, DPO_CHOICES if stage == "dpo" else None)
     values.setdefault("use_cpu", not accelerator_available())
+    values.update(dict.fromkeys(schema.DEPRECATED_KEYS))  # unset: transformers then mirrors the new names
     try:
         return config_cls(**values), stage_data
     except Exception as error:  # TrainingArguments raises ValueError, ImportError, PackageNotFoundError, ...
@@ -419,7 +424,8 @@ def _default_like(config: Any) -> Any:
     """A default-built TRL config to diff against; westwind's own sections (aift, eval) print every field."""
     if not isinstance(config, (SFTConfig, DPOConfig, RewardConfig)):
         return None
-    return type(config)(output_dir=config.output_dir, use_cpu=config.use_cpu)
+    unset = dict.fromkeys(schema.DEPRECATED_KEYS)
+    return type(config)(output_dir=config.output_dir, use_cpu=config.use_cpu, **CHECKPOINTING, **unset)
 
 
 def non_default(config: Any, reference: Any) -> dict[str, Any]:
@@ -428,7 +434,12 @@ def non_default(config: Any, reference: Any) -> dict[str, Any]:
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         default = getattr(reference, field.name) if reference is not None else object()
-        if field.init and value != default and not callable(value):
+        if (
+            field.init
+            and value != default
+            and not callable(value)
+            and field.name not in schema.DEPRECATED_KEYS
+        ):
             out[field.name] = value.value if hasattr(value, "value") else value
     if "output_dir" in {f.name for f in dataclasses.fields(config)}:
         out["output_dir"] = config.output_dir

@@ -269,6 +269,7 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
             _check_range(recipe, f"{stage}.{key}", getattr(config, key, None), allowed)
     for key, allowed in STAGE_DATA_RANGES.items():
         _check_range(recipe, f"{stage}.{key}", getattr(data, key), allowed)
+    check_padding_free(recipe, ctx, given)
     for index, dataset in enumerate(data.datasets):
         for key, allowed in DATASET_RANGES.items():
             _check_range(recipe, f"{stage}.datasets[{index}].{key}", getattr(dataset, key), allowed)
@@ -283,6 +284,21 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
     else:
         check_model_source(ctx, recipe.model.model_name_or_path, "model.model_name_or_path")
     check_writable(ctx, Path(config.output_dir), f"{stage}.output_dir")
+
+
+def check_padding_free(recipe: Recipe, ctx: Context, given: dict[str, Any]) -> None:
+    """Padding-free batches are one row of concatenated sequences: only a variable-length flash-attention
+    kernel keeps them apart; sdpa or eager would attend across every sequence in the row."""
+    from westwind.training.models import has_varlen_kernel  # lazy: transformers is heavy
+
+    attn = recipe.model.attn_implementation
+    if given.get("padding_free") is True and not has_varlen_kernel(attn):
+        raise ctx.fail(
+            f"{ctx.stage}.padding_free",
+            f"true needs a flash-attention kernel (attn_implementation flash_attention_2, flash_attention_3 "
+            f"or a hub flash kernel), not {attn or 'the default (sdpa)'}: sequences in a padding-free row "
+            f"would attend to each other",
+        )
 
 
 def check_aift(recipe: Recipe, ctx: Context) -> None:
@@ -333,12 +349,14 @@ def check_seed_tasks(ctx: Context, path: str) -> None:
 
 def check_eval(recipe: Recipe, ctx: Context) -> None:
     config = recipe.eval
-    for key in ("model", "baseline"):
+    compares = config.prompts is not None and config.suite is None  # the suites need no baseline
+    for key in ("model", "baseline") if compares else ("model",):
         path = ctx.reference(getattr(config, key), f"eval.{key}", MODEL_REFERENCES)
         if not getattr(config, key).startswith("@"):
             check_model_source(ctx, path, f"eval.{key}")
-    for index, dataset in enumerate(config.prompts.datasets):
+    for index, dataset in enumerate(config.prompts.datasets if config.prompts else []):
         ctx.reference(dataset.path, f"eval.prompts.datasets[{index}].path", ())
+    check_suites(ctx, config)
     if config.judge is not None:
         check_endpoint(ctx, config.judge, "eval.judge")
         if config.judge.function:
@@ -346,6 +364,22 @@ def check_eval(recipe: Recipe, ctx: Context) -> None:
     if config.verifier:
         check_callable(ctx, config.verifier, "eval.verifier")
     check_writable(ctx, recipe.stage_dir("eval"), "output_dir")
+
+
+def check_suites(ctx: Context, config: Any) -> None:
+    """The suites that will run: their judge endpoint (key rules as aift.judge) and their files."""
+    from westwind.evaluation.suites import selected_suites
+
+    names = selected_suites(config.suites, config.suite)
+    if not names:
+        return
+    check_endpoint(ctx, config.suites.judge, "eval.suites.judge")
+    for name in names:
+        suite = getattr(config.suites, name)
+        for field in ("questions", "judge_prompts", "reference_answers", "baseline_answers", "judge_config"):
+            path = getattr(suite, field, None)
+            if path is not None and not Path(path).expanduser().is_file():
+                raise ctx.fail(f"eval.suites.{name}.{field}", f"file not found: {path}")
 
 
 CHECKS: dict[str, Callable[[Recipe, Context], None]] = {

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import enum
 import math
+import sys
 import types
 import typing
 from typing import Any, Literal, Union
@@ -28,6 +29,14 @@ RENAMED_KEYS: dict[str, str] = {
 }
 
 
+# Keys a library renamed but still reads: a recipe may use them, and is told the new name once per load.
+# transformers 5 renamed gradient_checkpointing; TRL 1.16's configs still default the old name to true.
+DEPRECATED_KEYS: dict[str, str] = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
 class SchemaError(ValueError):
     """A problem at one key path; the recipe layer adds the file name."""
 
@@ -35,6 +44,18 @@ class SchemaError(ValueError):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+def rename_deprecated_keys(section: dict[str, Any], stage: str, source: object) -> None:
+    """A deprecated key still works, read as its new name in place (so the stage hash, and the recipe a stage
+    saves, are the same under either spelling), with one line naming the new one."""
+    for old, new in DEPRECATED_KEYS.items():
+        if old not in section:
+            continue
+        if new in section:
+            raise SchemaError(f"{stage}.{old}", f"deprecated name of {new}, which is also set: keep {new}")
+        section[new] = section.pop(old)
+        print(f"westwind: {source}: {stage}.{old} is deprecated, read as {new}: write {new}", file=sys.stderr)
 
 
 def suggest(name: str, known: typing.Iterable[str]) -> str:

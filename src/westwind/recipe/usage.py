@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from westwind.errors import RecipeError, RunError, exit_on_user_error
+from westwind.recipe import schema
 from westwind.recipe.core import SECTION_CLASSES, Recipe, load_recipe
 from westwind.recipe.preflight import stage_recipe
 
@@ -47,7 +48,8 @@ def _field_lines(cls: type, prefix: str, depth: int = 0) -> list[str]:
         if not field.init or field.name.startswith("_"):
             continue
         name = f"{prefix}{field.name}"
-        lines.append(f"  {name:<34} {_one_line(field)}")
+        renamed = schema.DEPRECATED_KEYS.get(field.name)
+        lines.append(f"  {name:<34} {f'deprecated: write {renamed}' if renamed else _one_line(field)}")
         nested = _nested_dataclass(cls, field)
         if nested is not None and depth < 2:
             lines += _field_lines(nested, prefix=f"{name}.", depth=depth + 1)

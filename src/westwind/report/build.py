@@ -19,6 +19,7 @@ from westwind.report.sections import (
     sft_section,
     stage_table,
 )
+from westwind.report.suites import suites_section
 from westwind.stages import STAGES, TITLES
 
 
@@ -38,6 +39,7 @@ def write_report(output_dir: str | Path, stage_dirs: Mapping[str, str | Path] | 
     lines += rm_section(outputs)
     lines += dpo_section(outputs, plots)
     lines += eval_section(outputs, plots)
+    lines += suites_section(outputs.stage_dirs["eval"], plots)
     report = outputs.output_dir / "report.md"
     report.write_text("\n".join(lines).rstrip() + "\n")
     return report

@@ -28,10 +28,18 @@ def accuracy_text(accuracy: dict[str, Any]) -> str:
     )
 
 
+def order_flip_text(flips: dict[str, Any]) -> str:
+    """The judge's order-flip rate: how often its outcome changed when the candidates were shown reversed."""
+    return (
+        f"{percent(flips.get('rate'))} ({flips.get('flipped')} of {flips.get('checked')} {flips.get('what')})"
+    )
+
+
 def win_rate_text(win: dict[str, Any]) -> str:
     failed = f", {win['failed']} failed" if win.get("failed") else ""
     p_value = f"; sign test p = {win['sign_test_p']:.2g}" if "sign_test_p" in win else ""
     return (
         f"{percent(win.get('rate'))} (95% CI {interval(win.get('ci95'))}; wins {win.get('wins')}, "
         f"ties {win.get('ties')}, losses {win.get('losses')}{failed}; ties count half{p_value})"
+        + (f"; order-flip rate {order_flip_text(win['order_flips'])}" if win.get("order_flips") else "")
     )

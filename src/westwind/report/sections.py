@@ -9,7 +9,7 @@ from typing import Any
 
 from westwind import io
 from westwind.identity import DATA_STATS
-from westwind.report.formatting import interval, number, percent, win_rate_text
+from westwind.report.formatting import interval, number, order_flip_text, percent, win_rate_text
 from westwind.report.outputs import RunOutputs, last_value, read_json, run_summary, series
 from westwind.report.plots import (
     DPO_REWARD_KEYS,
@@ -120,11 +120,14 @@ def aift_section(outputs: RunOutputs, plots: Path) -> list[str]:
             "pairs_by_source",
             "revisions",
             "revision_failures",
+            "principles_by_source",
             "score_histogram",
             "score_by_position",
         ):
             if key in stats:
                 lines.append(f"- {key.replace('_', ' ')}: {stats[key]}")
+        if stats.get("order_flips"):
+            lines.append(f"- judge order-flip rate: {order_flip_text(stats['order_flips'])}")
     if scores and scores["chosen"]:
         margins = [c - r for c, r in zip(scores["chosen"], scores["rejected"], strict=True)]
         positive = sum(1 for margin in margins if margin > 0)

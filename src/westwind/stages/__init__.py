@@ -1,5 +1,5 @@
 """The pipeline's stages, in order: one table mapping each stage to its module, and what a finished stage
-leaves behind. Each module has `main(argv)` and `make_parser()`; run one with `python -m westwind.stages.NAME`
+leaves behind. Each module has `main(recipe)`, `cli(argv)` and `make_parser()`; run one with `python -m westwind.stages.NAME`
 (or `accelerate launch -m westwind.stages.NAME`). Kept free of heavy imports: the CLI reads it to dispatch."""
 
 from __future__ import annotations

@@ -141,6 +141,16 @@ def write_metrics(recipe: Recipe, dataset) -> dict[str, Any]:
     return metrics
 
 
+def finish_on_main_process(recipe: Recipe, tokenizer, dataset) -> dict[str, Any]:
+    """Rank 0 alone merges a LoRA reward model and scores the held-out pairs. Both load models, which must
+    not happen under ZeRO-3's partitioned loading here: it gathers from ranks that are not loading."""
+    from westwind.training import models
+
+    with models.without_zero3_init():
+        make_standalone(recipe, tokenizer)
+        return write_metrics(recipe, dataset)
+
+
 def make_parser() -> argparse.ArgumentParser:
     return usage_parser("rm", __doc__)
 
@@ -162,8 +172,7 @@ def main(recipe: Recipe) -> None:
         trainer = reward_trainer(recipe, dataset, start_path, config_hash)
     training.train(trainer, recipe, "rm", config_hash, checkpoint)
     if trainer.accelerator.is_main_process:
-        make_standalone(recipe, trainer.processing_class)
-        write_metrics(recipe, dataset)
+        finish_on_main_process(recipe, trainer.processing_class, dataset)
     trainer.accelerator.wait_for_everyone()
     trainer.end()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,35 +148,41 @@ def stop_at_turn_end(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase)
 LOW_PRECISION = ("bfloat16", "float16")
 
 
-def full_training_dtype(model_args) -> str | None:
+def full_training_dtype(model_args, mixed_precision: bool) -> str | None:
     """The dtype to load weights in for full fine-tuning.
 
     Outside DeepSpeed/FSDP the optimizer updates the loaded weights themselves: AdamW on bf16 weights has no
     fp32 master copy, so updates below bf16's resolution (~0.4% of a weight) vanish. Such runs load fp32
     weights and compute in bf16 under the trainer's autocast (`bf16: true`). DeepSpeed keeps fp32 master
-    weights of its own, and accelerate upcasts FSDP's parameters to fp32, so those keep the recipe's dtype.
+    weights of its own, and accelerate upcasts FSDP's parameters to fp32 when mixed precision is on (`bf16` or
+    `fp16` in the stage), so those keep the recipe's dtype.
     """
-    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights():
+    if model_args.dtype not in LOW_PRECISION or optimizer_keeps_master_weights(mixed_precision):
         return model_args.dtype
     say(
-        f"full fine-tuning without DeepSpeed/FSDP: loading fp32 weights (not {model_args.dtype}) so "
+        f"full fine-tuning without fp32 master weights (no DeepSpeed; no FSDP with bf16/fp16): loading fp32 "
+        f"weights (not {model_args.dtype}) so "
         f"AdamW keeps small updates; bf16/fp16 compute comes from the trainer's autocast"
     )
     return "float32"
 
 
-def optimizer_keeps_master_weights() -> bool:
-    """True under DeepSpeed or FSDP (as `accelerate launch` announces them), which keep fp32 master weights."""
-    return _launch_flag("ACCELERATE_USE_DEEPSPEED") or _launch_flag("ACCELERATE_USE_FSDP")
+def optimizer_keeps_master_weights(mixed_precision: bool) -> bool:
+    """True under DeepSpeed, or FSDP with mixed precision (as `accelerate launch` announces them): both keep
+    fp32 master weights. accelerate upcasts FSDP's parameters only when mixed precision is on; without it
+    FSDP trains the loaded (bf16) weights themselves."""
+    if _launch_flag("ACCELERATE_USE_DEEPSPEED"):
+        return True
+    return _launch_flag("ACCELERATE_USE_FSDP") and mixed_precision
 
 
 def _launch_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def training_dtype(model_args, peft_config) -> str | None:
+def training_dtype(model_args, peft_config, mixed_precision: bool) -> str | None:
     """The recipe's dtype for adapter training (PEFT keeps its adapters in fp32); see full_training_dtype."""
-    return model_args.dtype if peft_config is not None else full_training_dtype(model_args)
+    return model_args.dtype if peft_config is not None else full_training_dtype(model_args, mixed_precision)
 
 
 def uniform_dtype_for_fsdp_qlora(model, model_args) -> int:
@@ -202,14 +210,18 @@ def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> No
     PEFT 0.21 picks adapter tensors by the model's module names, which FSDP1's nested wrappers change
     (`layers.0._fsdp_wrapped_module.self_attn...`), so saving the wrapped model writes an empty adapter. A
     meta-device copy of the architecture with the same LoRA config has the plain names and costs no memory.
+    The copy is of the trained model's own class: a reward model's `score` head (trained in full, one of
+    PEFT's modules to save) exists only in the sequence-classification class, and a causal-LM copy would
+    leave it out of the adapter.
     """
     import copy
 
     import torch  # lazy: models.py is imported by light commands too
     from peft import get_peft_model
 
+    base = peft_model.get_base_model()
     with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(peft_model.get_base_model().config)
+        skeleton = type(base)._from_config(base.config)
     configs = {name: copy.deepcopy(config) for name, config in peft_model.peft_config.items()}
     skeleton = get_peft_model(skeleton, configs.pop("default"), low_cpu_mem_usage=True)
     for name, config in configs.items():  # e.g. TRL's frozen "ref" copy: known, so PEFT leaves it out
@@ -217,14 +229,14 @@ def save_adapter(peft_model, state_dict: dict[str, Any], output_dir: Path) -> No
     skeleton.save_pretrained(output_dir, state_dict=state_dict, selected_adapters=["default"])
 
 
-def sft_model(model_args, tokenizer):
+def sft_model(model_args, tokenizer, mixed_precision: bool):
     """The dSFT policy and the PEFT config (None for full training) for TRL's SFTTrainer."""
     peft_config = get_peft_config(model_args)
-    dtype = training_dtype(model_args, peft_config)
+    dtype = training_dtype(model_args, peft_config, mixed_precision)
     return load_causal_lm(model_args.model_name_or_path, model_args, tokenizer, dtype=dtype), peft_config
 
 
-def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
+def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path, mixed_precision: bool):
     """The DPO policy and PEFT config. The reference is the dSFT model in every mode:
 
     - dSFT full, DPO full: the policy is loaded from the dSFT dir; TRL's reference (or precomputed
@@ -237,7 +249,7 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
     """
     if not is_adapter_dir(sft_path):
         peft_config = get_peft_config(model_args)
-        dtype = training_dtype(model_args, peft_config)
+        dtype = training_dtype(model_args, peft_config, mixed_precision)
         return load_causal_lm(sft_path, model_args, tokenizer, dtype=dtype), peft_config
     from peft import PeftModel
 
@@ -251,10 +263,12 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path):
         logger.info("DPO continues the dSFT adapter; the recipe's LoRA options apply to dSFT only")
         return PeftModel.from_pretrained(model, sft_path, is_trainable=True), None
     merged = merge_adapter(sft_path, model_args, tokenizer, merged_dir)
-    return load_causal_lm(merged, model_args, tokenizer, dtype=full_training_dtype(model_args)), None
+    return load_causal_lm(
+        merged, model_args, tokenizer, dtype=full_training_dtype(model_args, mixed_precision)
+    ), None
 
 
-def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path):
+def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path, mixed_precision: bool):
     """The dSFT model as a separate, frozen DPO reference (iterative dDPO's `rounds.reference: sft`): the
     policy then starts from an earlier round's model, so neither TRL's copy of the policy's adapter nor the
     policy's own start is the dSFT model. A dSFT adapter is merged into its base first (into `merged_dir`);
@@ -262,7 +276,8 @@ def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path):
     path = (
         merge_adapter(sft_path, model_args, tokenizer, merged_dir) if is_adapter_dir(sft_path) else sft_path
     )
-    dtype = None if model_args.load_in_4bit or model_args.load_in_8bit else full_training_dtype(model_args)
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    dtype = None if quantized else full_training_dtype(model_args, mixed_precision)
     reference = load_causal_lm(path, model_args, tokenizer, dtype=dtype)
     reference.eval()
     for parameter in reference.parameters():
@@ -271,11 +286,18 @@ def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path):
 
 
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
-    """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it."""
+    """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it.
+
+    Rank 0 merges while the others wait, so the merge must make no collective call: under ZeRO-3 the stage's
+    config has already announced DeepSpeed to transformers, whose from_pretrained would then build the model
+    under `zero.Init` and gather its shards from every rank (rank 0 would wait in a gather, the others at the
+    barrier, for ever). The merge loads a plain model in CPU memory instead (the whole base in the recipe's
+    dtype, on rank 0 only).
+    """
     from accelerate import PartialState
     from peft import PeftModel
 
-    with PartialState().main_process_first():
+    with PartialState().main_process_first(), without_zero3_init():
         if not (merged_dir / "config.json").exists():
             base = load_causal_lm(adapter_base(adapter_path), model_args, tokenizer, quantize=False)
             merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
@@ -285,3 +307,20 @@ def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) ->
             tokenizer.save_pretrained(staging)
             staging.rename(merged_dir)
     return str(merged_dir)
+
+
+@contextlib.contextmanager
+def without_zero3_init() -> Iterator[None]:
+    """transformers and PEFT load and merge plain (unpartitioned) models inside this block, even under ZeRO-3.
+
+    Both ask transformers' global DeepSpeed config (set when a TrainingArguments with DeepSpeed is created)
+    whether ZeRO-3 is on; it is hidden here and restored after.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved

@@ -60,7 +60,7 @@ def sft_trainer(recipe: Recipe, dataset, config_hash: str | None = None):
     recipe.sft.packing = models.sft_packing(recipe.sft.packing, recipe.model.attn_implementation)
     model_args = absolute_model(recipe.model)
     tokenizer = models.load_tokenizer(model_args.model_name_or_path, model_args)
-    model, peft_config = models.sft_model(model_args, tokenizer)
+    model, peft_config = models.sft_model(model_args, tokenizer, mixed_precision(recipe.sft))
     return stage_trainer(SFTTrainer, recipe, "sft", model, tokenizer, dataset, peft_config, config_hash)
 
 
@@ -70,16 +70,25 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
 
     tokenizer = models.load_tokenizer(policy_path, recipe.model)
     merged_dir = Path(recipe.dpo.output_dir) / "sft-merged"
-    model, peft_config = models.dpo_policy(policy_path, recipe.model, tokenizer, merged_dir)
+    model, peft_config = models.dpo_policy(
+        policy_path, recipe.model, tokenizer, merged_dir, mixed_precision(recipe.dpo)
+    )
     reference = None
     if recipe.round > 1 and recipe.rounds.reference == "sft":  # iterative dDPO with a fixed reference
         sft_path = str(Path(recipe.resolve_reference("@sft")).resolve())
-        reference = models.reference_model(sft_path, recipe.model, tokenizer, merged_dir)
+        reference = models.reference_model(
+            sft_path, recipe.model, tokenizer, merged_dir, mixed_precision(recipe.dpo)
+        )
     trainer = stage_trainer(
         DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash, ref_model=reference
     )
     models.uniform_dtype_for_fsdp_qlora(trainer.model, recipe.model)  # after TRL adds its "ref" adapter
     return trainer
+
+
+def mixed_precision(config) -> bool:
+    """Whether the stage computes under bf16/fp16 autocast (accelerate's mixed precision)."""
+    return bool(config.bf16 or config.fp16)
 
 
 def stage_trainer(
