@@ -1,4 +1,4 @@
-.PHONY: install test test-fast lint format bench demo demo-distill demo-real
+.PHONY: install test test-fast lint format bench demo demo-rounds demo-distill demo-real
 
 PY ?= python
 
@@ -23,13 +23,19 @@ format:
 
 # `make demo SEED=1` reruns the whole demo with another seed (model init, dSFT, AIFT sampling, dDPO) into
 # outputs/demo-cpu-seed1; the data in data/demo/ stays the same.
+# `make demo ROUNDS=2` (or `make demo-rounds`) runs iterative dDPO (docs/rounds.md): AIFT -> dDPO twice, the
+# second round sampling from the first round's model, into outputs/demo-cpu-rounds2[-seedN].
 SEED ?= 0
-DEMO_OUT ?= outputs/demo-cpu$(if $(filter-out 0,$(SEED)),-seed$(SEED))
+ROUNDS ?= 1
+DEMO_OUT ?= outputs/demo-cpu$(if $(filter-out 1,$(ROUNDS)),-rounds$(ROUNDS))$(if $(filter-out 0,$(SEED)),-seed$(SEED))
 
 demo:  ## the whole recipe on a CPU: build the tiny student, then dSFT -> AIFT -> dDPO -> eval
 	westwind init-model --out $(DEMO_OUT)/base --data data/demo/sft.jsonl --seed $(SEED)
 	westwind run recipes/demo-cpu.yaml --output_dir $(DEMO_OUT) --model.model_name_or_path $(DEMO_OUT)/base \
-		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED)
+		--sft.seed $(SEED) --aift.seed $(SEED) --dpo.seed $(SEED) $(if $(filter-out 1,$(ROUNDS)),--rounds $(ROUNDS))
+
+demo-rounds:  ## the demo with two rounds of AIFT -> dDPO (iterative dDPO), each evaluated
+	$(MAKE) demo ROUNDS=2
 
 # `make demo-distill`: the same demo, but its dSFT dialogues are distilled from a teacher endpoint: a local
 # OpenAI-compatible server (westwind.demo.teacher, an oracle for the demo's tasks) started for the run and

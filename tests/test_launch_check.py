@@ -21,7 +21,7 @@ from westwind.recipe.launch_check import (
     load_accelerate_config,
     zero_stage,
 )
-from westwind.recipe.preflight import launch_check_main as main
+from westwind.recipe.launch_command import main
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = REPO / "recipes" / "accelerate"

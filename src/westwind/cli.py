@@ -29,7 +29,7 @@ COMMANDS = {
     "init-model": "westwind.demo.init_model:main",
     "import-gguf": "westwind.training.gguf:main",
     "new-recipe": "westwind.recipe.new_recipe:main",
-    "launch-check": "westwind.recipe.preflight:launch_check_main",
+    "launch-check": "westwind.recipe.launch_command:main",
     "merge": "westwind.merge:main",
     "chat": "westwind.chat:main",
 }
@@ -43,9 +43,12 @@ def run_stage(stage: str, argv: list[str]) -> None:
 
 def check(argv: list[str]) -> None:
     from westwind.errors import RecipeError, exit_on_user_error
+    from westwind.pipeline import round_recipes
     from westwind.recipe import preflight
-    from westwind.recipe.core import load_recipe, summarize
+    from westwind.recipe.core import load_recipe
+    from westwind.recipe.summary import summarize
     from westwind.recipe.template_check import check_data_and_examples
+    from westwind.rounds import ROUND_STAGES
     from westwind.stages import STAGES
 
     with exit_on_user_error():
@@ -59,6 +62,11 @@ def check(argv: list[str]) -> None:
             stage, overrides = overrides[1], overrides[2:]
         recipe = load_recipe(argv[0], overrides, stage=stage)
         preflight.check(recipe, [s for s in STAGES if getattr(recipe, s) is not None])
+        for index, later in round_recipes(argv[0], overrides, recipe).items():  # iterative dDPO's rounds 2..
+            if index > 1:
+                preflight.check(
+                    later, [s for s in ROUND_STAGES if getattr(later, s) is not None], set(STAGES)
+                )
         print(summarize(recipe))
         check_data_and_examples(recipe, example, show)
     print("ok: recipe is valid")

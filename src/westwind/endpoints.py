@@ -22,6 +22,7 @@ from typing import Any
 from westwind.aift.config import EndpointConfig
 from westwind.io import STAGE_MARKER, atomic_write_json, digest, read_json
 from westwind.recipe.core import MODEL_REFERENCES, ModelArgs
+from westwind.rounds import split_reference
 
 # Files that describe a training run, not the model: they may change without the weights changing.
 NOT_MODEL_FILES = {
@@ -54,7 +55,7 @@ class ResolvedModel:
 
 def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None) -> ModelArgs:
     """@sft/@dpo/@rm/@base inherit the recipe's model options; other models get only the endpoint's own."""
-    if recipe is not None and endpoint.model in MODEL_REFERENCES:  # this recipe's models: its model options
+    if recipe is not None and is_recipe_model(endpoint.model):  # this recipe's models: its model options
         return dataclasses.replace(
             recipe.model,
             model_name_or_path=path,
@@ -70,6 +71,11 @@ def model_args_for(endpoint: EndpointConfig, path: str, recipe: Any | None) -> M
     )
 
 
+def is_recipe_model(model: str) -> bool:
+    """@sft/@dpo/@rm/@base, or a round's dDPO model (`@dpo-r2`, westwind.rounds)."""
+    return model in MODEL_REFERENCES or (split_reference(model) or ("",))[0] == "@dpo"
+
+
 def resolve_model(
     endpoint: EndpointConfig, recipe: Any | None, digest_cache: Path | None = None
 ) -> ResolvedModel:
@@ -77,7 +83,7 @@ def resolve_model(
     path = recipe.resolve_reference(endpoint.model) if recipe is not None else endpoint.model
     if endpoint.backend == "openai":
         served = f"served:{path}"
-        if endpoint.model in MODEL_REFERENCES and Path(path).is_dir():
+        if is_recipe_model(endpoint.model) and Path(path).is_dir():
             served += "|" + model_identity(path, None, digest_cache)
         return ResolvedModel(path, None, served)
     model_args = model_args_for(endpoint, path, recipe)

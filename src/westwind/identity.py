@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from westwind import io
+from westwind import io, rounds
 from westwind.stages import STAGES
 
 IDENTITY_FILE = "westwind_identity.json"
@@ -162,23 +162,54 @@ def dataset_entries(section: Any) -> Iterator[Any]:
 
 
 def stage_hashes(recipe) -> dict[str, str]:
-    """A hash per present stage, chained so that a changed upstream stage invalidates everything after it."""
-    hashes, upstream = {}, ""
-    for stage in STAGES:
-        section = recipe.raw.get(stage)
-        if section is None:
-            continue
-        if isinstance(section, dict):
-            section = {k: v for k, v in section.items() if k not in NOT_IDENTITY}
-        payload = {
-            "stage": section,
-            "model": recipe.raw["model"],
-            "output_dir": str(recipe.output_dir),
-            "data": [dataset_identity(entry) for entry in dataset_entries(section)],
-            "upstream": upstream,
-        }
-        upstream = hashes[stage] = io.digest(payload)
+    """A hash per present stage of the recipe's round, chained so that a changed upstream stage (an earlier
+    round's included) invalidates everything after it."""
+    chain = round_hashes(recipe)
+    return {
+        stage: chain[rounds.step_name(stage, recipe.round)]
+        for stage in STAGES
+        if stage_present(recipe, stage)
+    }
+
+
+def stage_present(recipe, stage: str) -> bool:
+    return recipe.raw.get(stage) is not None
+
+
+def round_hashes(recipe) -> dict[str, str]:
+    """Every step's hash over all rounds (`aift`, `dpo`, ..., `aift-r2`, `dpo-r2`, `eval-r2`, ...): round 1 is
+    chained as a one-round run; round k's AIFT continues from round k-1's dDPO hash (eval is a leaf)."""
+    source = recipe.source_raw or recipe.raw
+    hashes: dict[str, str] = {}
+    upstream = ""
+    for round_index in range(1, rounds.count_of(source) + 1):
+        raw = rounds.round_raw(source, round_index)
+        stages = STAGES if round_index == 1 else rounds.ROUND_STAGES
+        for stage in stages:
+            if raw.get(stage) is None:
+                continue
+            digest = stage_hash(raw, stage, recipe.output_dir, upstream, round_index)
+            hashes[rounds.step_name(stage, round_index)] = digest
+            if stage != "eval":
+                upstream = digest
     return hashes
+
+
+def stage_hash(raw: dict[str, Any], stage: str, output_dir: Path, upstream: str, round_index: int) -> str:
+    section = raw[stage]
+    if isinstance(section, dict):
+        section = {k: v for k, v in section.items() if k not in NOT_IDENTITY}
+    payload = {
+        "stage": section,
+        "model": raw["model"],
+        "output_dir": str(output_dir),
+        "data": [dataset_identity(entry) for entry in dataset_entries(section)],
+        "upstream": upstream,
+    }
+    extra = rounds.hash_settings(raw, stage, round_index)
+    if extra is not None:  # absent for one round: its hashes are those of a recipe without rounds
+        payload["rounds"] = extra
+    return io.digest(payload)
 
 
 # ---------------------------------------------------------------- folders

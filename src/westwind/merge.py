@@ -146,6 +146,8 @@ def make_parser() -> argparse.ArgumentParser:
 def resolve_args(args: argparse.Namespace, overrides: list[str]) -> tuple[Recipe, str, Path, str]:
     """The recipe, stage, output folder and dtype; bad input raises RecipeError before anything loads."""
     recipe = load_recipe(args.recipe, overrides)
+    if recipe.rounds.count > 1 and "--round" not in overrides:  # iterative dDPO: the last round, as @dpo
+        recipe = load_recipe(args.recipe, [*overrides, "--round", str(recipe.rounds.count)])
     stage = args.stage or ("dpo" if recipe.dpo is not None else "sft")
     if getattr(recipe, stage, None) is None:
         raise RecipeError(recipe.path, stage, f"the recipe has no {stage} section to merge")

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from westwind import identity, io
+from westwind import identity, io, rounds
 from westwind.errors import RecipeError, exit_on_user_error
-from westwind.identity import stage_hashes
+from westwind.identity import round_hashes, stage_hashes  # noqa: F401  (stage_hashes: re-exported for callers)
 from westwind.recipe import preflight
 from westwind.recipe.core import Recipe, load_recipe
 from westwind.stages import MODULES, OUTPUTS, STAGES, TRAINING_STAGES
@@ -31,7 +31,7 @@ def is_complete(recipe: Recipe, stage: str, config_hash: str) -> bool:
     return marker.get("config_hash") == config_hash
 
 
-def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
+def start_clean(recipe: Recipe, stage: str, config_hash: str, step: str | None = None) -> None:
     """Clear a training stage's folder made under other inputs, then record `config_hash` in it. AIFT and
     eval key their reusable work on what produced it themselves (models by content identity)."""
     if stage not in TRAINING_STAGES:
@@ -39,7 +39,7 @@ def start_clean(recipe: Recipe, stage: str, config_hash: str) -> None:
     directory = recipe.stage_dir(stage)
     problem = identity.foreign_outputs(directory, config_hash)
     if problem:
-        print(f"westwind: [{stage}] clearing it first: {problem}", flush=True)
+        print(f"westwind: [{step or stage}] clearing it first: {problem}", flush=True)
         identity.clear(directory)
     identity.record_hash(directory, stage, config_hash)
 
@@ -49,7 +49,8 @@ def mark_complete(recipe: Recipe, stage: str, config_hash: str, seconds: float) 
 
 
 def selected_stages(recipe: Recipe, first: str | None, last: str | None) -> list[str]:
-    present = [s for s in STAGES if getattr(recipe, s) is not None]
+    """The steps from --from to --to: stages, and with rounds > 1 each round's (`aift-r2`, `dpo-r2`, ...)."""
+    present = all_steps(recipe)
     for name, value in (("--from", first), ("--to", last)):
         if value is not None and value not in present:
             raise RecipeError(
@@ -62,20 +63,31 @@ def selected_stages(recipe: Recipe, first: str | None, last: str | None) -> list
     return present[start:end]
 
 
-def run_stage(stage: str, recipe_path: Path, overrides: list[str], launcher: list[str]) -> None:
+def all_steps(recipe: Recipe) -> list[str]:
+    present = [s for s in STAGES if getattr(recipe, s) is not None]
+    later = [s for s in rounds.ROUND_STAGES if s in present]
+    return present + [rounds.step_name(s, k) for k in range(2, recipe.rounds.count + 1) for s in later]
+
+
+def run_stage(
+    stage: str, recipe_path: Path, overrides: list[str], launcher: list[str], step: str | None = None
+) -> None:
+    """Run one stage in its own process; `step` names it in messages (`aift-r2`: a round's stage)."""
+    step = step or stage
     command = [*launcher, "-m", MODULES[stage], str(recipe_path), *overrides]
-    print(f"westwind: [{stage}] {shlex.join(command)}", flush=True)
+    print(f"westwind: [{step}] {shlex.join(command)}", flush=True)
     result = subprocess.run(command)
     if result.returncode != 0:
-        print(f"error: stage {stage} failed (exit {result.returncode}); rerun to resume it", file=sys.stderr)
+        print(f"error: stage {step} failed (exit {result.returncode}); rerun to resume it", file=sys.stderr)
         raise SystemExit(result.returncode)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="westwind run", description=__doc__)
     parser.add_argument("recipe", type=Path)
-    parser.add_argument("--from", dest="first", choices=STAGES, help="first stage to run")
-    parser.add_argument("--to", dest="last", choices=STAGES, help="last stage to run")
+    steps = f"{', '.join(STAGES)}; with rounds also aift-r2, dpo-r2, eval-r2, ..."
+    parser.add_argument("--from", dest="first", help=f"first stage to run ({steps})")
+    parser.add_argument("--to", dest="last", help=f"last stage to run ({steps})")
     parser.add_argument("--force", action="store_true", help="rerun selected stages even when complete")
     parser.add_argument(
         "--launcher",
@@ -89,28 +101,52 @@ def main(argv: list[str]) -> None:
     args, overrides = parse_args(argv)
     with exit_on_user_error():
         recipe = load_recipe(args.recipe, overrides)
-        stages = selected_stages(recipe, args.first, args.last)
-        preflight.check(recipe, stages, produced_earlier=set(stages))
-        hashes = stage_hashes(recipe)
+        steps = selected_stages(recipe, args.first, args.last)
+        recipes = round_recipes(args.recipe, overrides, recipe)
+        for index, round_recipe in recipes.items():
+            mine = [stage for stage, k in map(rounds.parse_step, steps) if k == index]
+            earlier = {stage for stage, k in map(rounds.parse_step, steps) if k <= index}
+            if mine:
+                preflight.check(round_recipe, mine, produced_earlier=earlier)
+        hashes = round_hashes(recipe)
     started = time.monotonic()
-    for stage in stages:
-        if not args.force and is_complete(recipe, stage, hashes[stage]):
-            print(f"westwind: [{stage}] complete with this config; skipped ({recipe.stage_dir(stage)})")
+    for step in steps:
+        stage, index = rounds.parse_step(step)
+        round_recipe, config_hash = recipes[index], hashes[step]
+        if not args.force and is_complete(round_recipe, stage, config_hash):
+            print(f"westwind: [{step}] complete with this config; skipped ({round_recipe.stage_dir(stage)})")
             continue
         launcher = shlex.split(args.launcher) if stage in TRAINING_STAGES else [sys.executable]
         stage_started = time.monotonic()
-        start_clean(recipe, stage, hashes[stage])
-        run_stage(stage, args.recipe, overrides, launcher)
-        mark_complete(recipe, stage, hashes[stage], time.monotonic() - stage_started)
-    finish(recipe, time.monotonic() - started)
+        start_clean(round_recipe, stage, config_hash, step)
+        run_stage(stage, args.recipe, round_overrides(overrides, recipe, index), launcher, step)
+        mark_complete(round_recipe, stage, config_hash, time.monotonic() - stage_started)
+    finish(recipes, time.monotonic() - started)
 
 
-def finish(recipe: Recipe, seconds: float) -> None:
+def round_overrides(overrides: list[str], recipe: Recipe, index: int) -> list[str]:
+    """A stage's command line for round `index`: unchanged for a one-round recipe."""
+    return overrides if recipe.rounds.count == 1 else [*overrides, "--round", str(index)]
+
+
+def round_recipes(path: Path | str, overrides: list[str], recipe: Recipe) -> dict[int, Recipe]:
+    """Each round's recipe, as its stages will load it (`recipe`: round 1's)."""
+    found = {1: recipe}
+    for index in range(2, recipe.rounds.count + 1):
+        found[index] = load_recipe(path, round_overrides(overrides, recipe, index))
+    return found
+
+
+def finish(recipes: dict[int, Recipe], seconds: float) -> None:
     from westwind.report import summary_lines, write_report
+    from westwind.report.rounds import append_rounds_section
 
-    stage_dirs = {stage: recipe.stage_dir(stage) for stage in STAGES}
-    report = write_report(recipe.output_dir, stage_dirs)
+    last = recipes[max(recipes)]  # the report's stage sections show the last round (round 1 for one round)
+    stage_dirs = {stage: last.stage_dir(stage) for stage in STAGES}
+    report = write_report(last.output_dir, stage_dirs)
+    if len(recipes) > 1:
+        append_rounds_section(report, recipes)
     print(f"\nwestwind: pipeline finished in {seconds / 60:.1f} min")
-    for line in summary_lines(recipe.output_dir, stage_dirs):
+    for line in summary_lines(last.output_dir, stage_dirs):
         print(line)
     print(f"report: {report}")

@@ -38,6 +38,7 @@ from westwind.io import (
     save_dataset_atomic,
 )
 from westwind.recipe.core import Recipe
+from westwind.rounds import round_prompts
 from westwind.seeding import stable_seed
 
 
@@ -56,6 +57,10 @@ def load_shard_prompts(recipe: Recipe, index: int, count: int) -> tuple[list[Pro
             f"aift prompts: the verifier judge needs a {config.judge.reference_column!r} column "
             "(aift.judge.reference_column); list it in the datasets' `columns`"
         )
+    if recipe.rounds.count > 1:  # iterative dDPO: this round's slice of the pool (westwind.rounds)
+        pool = len(prompts)
+        prompts = round_prompts(prompts, recipe.rounds, recipe.round, config.seed)
+        counts = {**counts, "other_rounds": pool - len(prompts), "prompts": len(prompts)}
     mine = [p for p in prompts if in_shard(p.prompt_id, index, count)]
     return mine, {**counts, "in_shard": len(mine)}
 

@@ -32,10 +32,12 @@ from westwind.errors import RecipeError
 from westwind.evaluation.config import EvalConfig
 from westwind.recipe import schema
 from westwind.recipe.launch_check import check_launch_compatibility
+from westwind.rounds import RoundsConfig, parse_config, round_dir, round_raw, split_reference
 from westwind.stages import STAGES
 from westwind.training.chat_templates import TEMPLATES, is_jinja
 
-TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES)
+# `rounds`: iterative dDPO (westwind.rounds); `round`: which round a stage process runs (`--round k`).
+TOP_LEVEL_KEYS = ("output_dir", "model", *STAGES, "rounds", "round")
 DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
 
 
@@ -161,15 +163,33 @@ class Recipe:
     rm_data: RMStageExtras | None = None
     eval: Any = None
     overrides: list[str] = dataclasses.field(default_factory=list)  # as given on the command line
+    rounds: RoundsConfig = dataclasses.field(default_factory=RoundsConfig)
+    round: int = 1  # the round this recipe is rewritten for (westwind.rounds.round_raw)
+    source_raw: dict[str, Any] = dataclasses.field(default_factory=dict)  # before that rewrite
 
     def stage_dir(self, stage: str) -> Path:
         config = getattr(self, stage, None)
         if stage in ("sft", "rm", "dpo") and config is not None:
-            return Path(config.output_dir)
-        return self.output_dir / stage
+            return Path(config.output_dir)  # round k's dpo.output_dir is already round k's
+        return round_dir(self.output_dir / stage, self.round if stage in ("aift", "eval") else 1)
+
+    def round_stage_dir(self, stage: str, round_index: int) -> Path:
+        """A round's folder for aift/dpo/eval, from any round's recipe."""
+        if stage == "dpo":
+            first = (self.source_raw.get("dpo") or {}).get("output_dir") or self.output_dir / "dpo"
+            return round_dir(Path(first), round_index)
+        return round_dir(self.output_dir / stage, round_index)
 
     def resolve_reference(self, value: str) -> str:
-        """Turn a @reference (REFERENCES) into a concrete model or dataset path; other values are returned."""
+        """Turn a @reference (REFERENCES; `@dpo-r2`, `@aift-r2`: a round's) into a concrete model or dataset
+        path; other values are returned. With rounds, `@dpo` is the last round's model."""
+        by_round = split_reference(value)
+        if by_round is not None:
+            name, index = by_round
+            path = self.round_stage_dir(name[1:], index)
+            return str(path / REFERENCES[name][1]) if REFERENCES[name][1] else str(path)
+        if value == "@dpo" and self.rounds.count > 1:
+            return str(self.round_stage_dir("dpo", self.rounds.count))
         if value not in REFERENCES:
             return value
         stage, folder = REFERENCES[value]
@@ -263,14 +283,18 @@ def set_key(data: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
 # ---------------------------------------------------------------- validation
 
 
-def validate(raw: dict[str, Any], path: Path) -> Recipe:
-    schema.check_keys(raw, TOP_LEVEL_KEYS, "")
+def validate(source: dict[str, Any], path: Path) -> Recipe:
+    schema.check_keys(source, TOP_LEVEL_KEYS, "")
     for name in ("output_dir", "model"):
-        if name not in raw:
+        if name not in source:
             raise schema.SchemaError(name, "required key is missing")
+    rounds = parse_config(source.get("rounds"))
+    round_index = schema.coerce(source.get("round", 1), int, "round")
+    raw = round_raw(source, round_index)
     output_dir = Path(schema.coerce(raw["output_dir"], str, "output_dir"))
     model = validate_model(raw["model"])
     recipe = Recipe(path=path, output_dir=output_dir, model=model, raw=raw)
+    recipe.rounds, recipe.round, recipe.source_raw = rounds, round_index, source
     # Before any trainer config is built: TRL's configs already set up DeepSpeed/FSDP from the launch env.
     check_launch_compatibility(recipe, None)
     if raw.get("sft") is not None:
@@ -375,65 +399,3 @@ def check_dataset_path(dataset: DatasetConfig, key: str) -> None:
         return  # references are the preflight's
     if looks_local(dataset.path) and not Path(dataset.path).expanduser().exists():
         raise schema.SchemaError(f"{key}.path", f"local dataset path does not exist: {dataset.path}")
-
-
-# ---------------------------------------------------------------- command line
-
-
-def summarize(recipe: Recipe) -> str:
-    """Each stage's resolved config, for `westwind check`."""
-    lines = [f"recipe: {recipe.path}", f"output_dir: {recipe.output_dir}", "model:"]
-    lines += _indent(non_default(recipe.model, ModelArgs()))
-    for stage in STAGES:
-        config = getattr(recipe, stage)
-        if config is None:
-            continue
-        lines.append(f"{stage}:  # -> {recipe.stage_dir(stage)}")
-        extras = getattr(recipe, f"{stage}_data", None)
-        if extras is not None:
-            lines += _indent(dataclasses.asdict(extras))
-        lines += _indent(non_default(config, _default_like(config)))
-    return "\n".join(lines)
-
-
-def _default_like(config: Any) -> Any:
-    """A default-built TRL config to diff against; westwind's own sections (aift, eval) print every field."""
-    if not isinstance(config, (SFTConfig, DPOConfig, RewardConfig)):
-        return None
-    unset = dict.fromkeys(schema.DEPRECATED_KEYS)
-    return type(config)(output_dir=config.output_dir, use_cpu=config.use_cpu, **CHECKPOINTING, **unset)
-
-
-def non_default(config: Any, reference: Any) -> dict[str, Any]:
-    """The fields of a config that differ from a default-built one (TRL configs have hundreds)."""
-    out = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        default = getattr(reference, field.name) if reference is not None else object()
-        if (
-            field.init
-            and value != default
-            and not callable(value)
-            and field.name not in schema.DEPRECATED_KEYS
-        ):
-            out[field.name] = value.value if hasattr(value, "value") else value
-    if "output_dir" in {f.name for f in dataclasses.fields(config)}:
-        out["output_dir"] = config.output_dir
-    return out
-
-
-def _indent(values: dict[str, Any]) -> list[str]:
-    text = yaml.safe_dump(_plain(values), sort_keys=True, default_flow_style=False).rstrip()
-    return ["  " + line for line in text.splitlines()] if values else []
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from westwind.callables import CallableImportError, load_callable
-from westwind.errors import DataError, RecipeError, exit_on_user_error
+from westwind.errors import DataError, RecipeError
 from westwind.recipe.core import REFERENCES, Recipe, load_recipe, looks_local
-from westwind.recipe.launch_check import check_launch_compatibility, load_accelerate_config
 from westwind.recipe.template_check import lint_recipe
+from westwind.rounds import split_reference
 from westwind.stages import STAGES
 
 # Where each kind of @reference (westwind.recipe.core.REFERENCES) may be used.
@@ -142,10 +142,11 @@ class Context:
         """Resolve @base/@sft/@aift/@dpo; a stage's output must exist unless that stage runs earlier."""
         if not value.startswith("@"):
             return value
-        if value not in allowed:
+        stands_for, name = round_reference(value, self.recipe)
+        if stands_for not in allowed:
             raise self.fail(key, f"unknown reference {value!r} (here: {', '.join(allowed)})")
         path = self.recipe.resolve_reference(value)
-        producer = REFERENCES[value][0]
+        producer = REFERENCES[name][0]
         if producer is None:
             return path
         if getattr(self.recipe, producer) is None and not Path(path).exists():
@@ -155,32 +156,15 @@ class Context:
         return path
 
 
-LAUNCH_USAGE = "usage: westwind launch-check RECIPE [ACCELERATE_CONFIG] [--stage STAGE [--key value ...]]"
-
-
-def launch_check_main(argv: list[str]) -> None:
-    """`westwind launch-check RECIPE [ACCELERATE_CONFIG] [--stage STAGE OVERRIDES...]`: exit 2 with one line if
-    the recipe and the launcher cannot work together. With --stage, the overrides are read as that stage reads
-    them (`--beta 0.02` is dpo.beta for dpo); the stage runs its own preflight when it starts."""
-    with exit_on_user_error():
-        recipe_path, config_path, stage, overrides = parse_launch_command_line(argv)
-        config = load_accelerate_config(config_path) if config_path else None
-        recipe = load_recipe(recipe_path, overrides, stage=stage)
-        check_launch_compatibility(recipe, config)
-    print("ok: recipe and launcher are compatible")
-
-
-def parse_launch_command_line(args: list[str]) -> tuple[str, str | None, str | None, list[str]]:
-    """RECIPE, the accelerate config or None, the stage or None, and the stage's overrides."""
-    positional = []
-    while args and not args[0].startswith("-") and len(positional) < 2:
-        positional, args = [*positional, args[0]], args[1:]
-    stage = None
-    if args[:1] == ["--stage"] and len(args) > 1:
-        stage, args = args[1], args[2:]
-    if not positional or (args and stage is None) or stage not in (None, *STAGES):
-        raise RecipeError("(command line)", "RECIPE", LAUNCH_USAGE)
-    return positional[0], positional[1] if len(positional) > 1 else None, stage, args
+def round_reference(value: str, recipe: Recipe) -> tuple[str, str]:
+    """What a reference may stand for, and the reference it is. A round's model (`@dpo-r2`, westwind.rounds)
+    stands where @sft may (a later round starts from it), a round's pairs (`@aift-r2`) where @aift may; only
+    rounds the recipe has."""
+    by_round = split_reference(value)
+    if by_round is None or by_round[1] > recipe.rounds.count:
+        return value, value
+    name = by_round[0]
+    return ("@sft" if name == "@dpo" else name), name
 
 
 # ---------------------------------------------------------------- the model section
@@ -272,7 +256,7 @@ def check_training(recipe: Recipe, ctx: Context) -> None:
         if not data.datasets:
             ctx.reference("@aift", f"{stage}.datasets", ("@aift",))
         start = ctx.reference(data.model_name_or_path, f"{stage}.model_name_or_path", ("@sft", "@base"))
-        if not data.model_name_or_path.startswith("@sft"):
+        if not data.model_name_or_path.startswith(("@sft", "@dpo-r")):  # made by a stage: checked above
             check_model_source(ctx, start, f"{stage}.model_name_or_path")
     else:
         check_model_source(ctx, recipe.model.model_name_or_path, "model.model_name_or_path")

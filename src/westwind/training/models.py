@@ -278,6 +278,23 @@ def dpo_policy(sft_path: str, model_args, tokenizer, merged_dir: Path, mixed_pre
     ), None
 
 
+def reference_model(sft_path: str, model_args, tokenizer, merged_dir: Path, mixed_precision: bool):
+    """The dSFT model as a separate, frozen DPO reference (iterative dDPO's `rounds.reference: sft`): the
+    policy then starts from an earlier round's model, so neither TRL's copy of the policy's adapter nor the
+    policy's own start is the dSFT model. A dSFT adapter is merged into its base first (into `merged_dir`);
+    under QLoRA the reference is quantized like the policy's base."""
+    path = (
+        merge_adapter(sft_path, model_args, tokenizer, merged_dir) if is_adapter_dir(sft_path) else sft_path
+    )
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    dtype = None if quantized else full_training_dtype(model_args, mixed_precision)
+    reference = load_causal_lm(path, model_args, tokenizer, dtype=dtype)
+    reference.eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
 def merge_adapter(adapter_path: str, model_args, tokenizer, merged_dir: Path) -> str:
     """Merge a LoRA adapter into its (unquantized) base once; later calls and other ranks reuse it.
 

@@ -76,7 +76,15 @@ def dpo_trainer(recipe: Recipe, dataset, policy_path: str, config_hash: str | No
         policy_path, recipe.model, tokenizer, merged_dir, mixed_precision(recipe.dpo)
     )
     dataset = folded(dataset, tokenizer, "prompt")
-    trainer = stage_trainer(DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash)
+    reference = None
+    if recipe.round > 1 and recipe.rounds.reference == "sft":  # iterative dDPO with a fixed reference
+        sft_path = str(Path(recipe.resolve_reference("@sft")).resolve())
+        reference = models.reference_model(
+            sft_path, recipe.model, tokenizer, merged_dir, mixed_precision(recipe.dpo)
+        )
+    trainer = stage_trainer(
+        DPOTrainer, recipe, "dpo", model, tokenizer, dataset, peft_config, config_hash, ref_model=reference
+    )
     models.uniform_dtype_for_fsdp_qlora(trainer.model, recipe.model)  # after TRL adds its "ref" adapter
     return trainer
 
@@ -94,12 +102,13 @@ def folded(dataset, tokenizer, column: str):
 
 
 def stage_trainer(
-    trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash
+    trainer_cls, recipe: Recipe, stage: str, model, tokenizer, dataset, peft_config, config_hash, **extra
 ):
     """TRL's trainer for a stage, counting the rows TRL drops and storing the config hash in every checkpoint."""
     config = getattr(recipe, stage)
     try:
         return counting(trainer_cls)(
+            **extra,
             model=model,
             args=config,
             train_dataset=dataset["train"],
