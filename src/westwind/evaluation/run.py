@@ -6,7 +6,7 @@ results.json:
     models {LABEL: {path, answers, accuracy {correct, total, rate, ci95}, single_answer {mean, scored, failed}}},
     paired {model, baseline, wins, ties, losses, gain, ci95, sign_test_p, per_prompt}   # with a verifier
     extra_paired [{model, baseline, wins, ...}]   # one per eval.extra_baselines, with a verifier
-    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips]}
+    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips, parse_failures, request_failures]}
 
 With a verifier, per_prompt.jsonl (`paired.per_prompt`) holds every prompt's reference and both models' answers and correctness.
 """
