@@ -69,6 +69,8 @@ def test_pairwise_win_rate_counts_an_unreadable_verdict_as_failed_not_a_tie(monk
     assert (result["wins"], result["ties"], result["losses"], result["failed"]) == (0, 1, 0, 1)
     flips = result["order_flips"]  # that tie is an order flip; the unreadable pair is not counted
     assert (flips["checked"], flips["flipped"], flips["rate"]) == (1, 1, 1.0)
+    # Every unreadable reply is counted by reason: prompt b's, in both orders.
+    assert (result["parse_failures"], result["request_failures"]) == ({"no_verdict": 2}, {})
 
 
 def test_win_rate_under_a_verifier_counts_wins_ties_and_losses():

@@ -6,7 +6,7 @@ results.json:
     models {LABEL: {path, answers, accuracy {correct, total, rate, ci95}, single_answer {mean, scored, failed}}},
     paired {model, baseline, wins, ties, losses, gain, ci95, sign_test_p, per_prompt}   # with a verifier
     extra_paired [{model, baseline, wins, ...}]   # one per eval.extra_baselines, with a verifier
-    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips]}
+    win_rate {model, baseline, judge, wins, ties, losses, failed, rate, ci95, sign_test_p[, order_flips, parse_failures, request_failures]}
 
 With a verifier, per_prompt.jsonl (`paired.per_prompt`) holds every prompt's reference and both models' answers and correctness.
 """
@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def win_rate(
 ) -> dict:
     """AlpacaEval-style: wins + ties/2 over judged prompts. LLM judges see both orders (disagreement = tie)."""
     outcomes: list[str | None]
-    flips = None
+    flips = failures = None
     if judge.kind in LLM_JUDGES:
         pairwise = PairwiseJudge(
             build_backend(judge, resolve_model(judge, recipe)), judge.sampling, judge.max_reasks
@@ -211,6 +212,11 @@ def win_rate(
         ]
         both = [v for v in verdicts if v.orders_agree is not None]
         flipped = sum(not v.orders_agree for v in both)
+        # Every unreadable reply, by reason, including those a re-ask then fixed; and the failed requests.
+        failures = {
+            "parse_failures": dict(sum((v.parse_failures for v in verdicts), Counter())),
+            "request_failures": dict(sum((v.request_failures for v in verdicts), Counter())),
+        }
         flips = {
             "checked": len(both),
             "flipped": flipped,
@@ -235,6 +241,8 @@ def win_rate(
     }
     if flips is not None:  # ties include the pairs whose orders disagreed
         result["order_flips"] = flips
+    if failures is not None:
+        result.update(failures)
     return result
 
 
