@@ -34,7 +34,10 @@ def length_score(prompt: Any, completion: str, reference: Any) -> float:
 
 
 def write_recipe(directory: Path, model: Path | str, aift: dict[str, Any], name: str = "recipe.yaml") -> Path:
-    recipe = {"output_dir": str(directory / "out"), "model": {"model_name_or_path": str(model)}, "aift": aift}
+    # The tiny tokenizer's own ChatML template ends turns with <|im_end|> while its EOS is </s> (like a Qwen base):
+    # the template lint refuses that pairing, so the recipe names westwind's chatml, which makes <|im_end|> the EOS.
+    model_section = {"model_name_or_path": str(model), "chat_template": "chatml"}
+    recipe = {"output_dir": str(directory / "out"), "model": model_section, "aift": aift}
     path = directory / name
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
