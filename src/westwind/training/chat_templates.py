@@ -31,9 +31,8 @@ ZEPHYR = (
     "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
 )
 
-# Plain ChatML without Qwen's default system prompt (TRL's qwen2.5 template adds one); ChatML has no BOS.
-CHATML = (
-    "{%- for message in messages -%}"
+# ChatML turns with generation markers around the assistant's content and its <|im_end|>; ChatML has no BOS.
+_CHATML_TURNS = (
     "{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{%- if message['role'] == 'assistant' -%}"
     "{%- generation -%}{{ message['content'] + '<|im_end|>' }}{%- endgeneration -%}"
@@ -45,6 +44,9 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 
+# Plain ChatML without Qwen's default system prompt (TRL's qwen2.5 template adds one).
+CHATML = "{%- for message in messages -%}" + _CHATML_TURNS
+
 # SmolLM2-Instruct's own template (as shipped in its tokenizer and GGUF file) with generation markers: ChatML
 # plus its default system turn when the conversation has none, so training sees what users of the model send.
 # No BOS in front: SmolLM2's bos_token is `<|im_start|>` itself. Pad = EOS = end of turn = `<|im_end|>`.
@@ -53,16 +55,7 @@ SMOLLM2 = (
     "{%- for message in messages -%}"
     "{%- if loop.first and messages[0]['role'] != 'system' -%}"
     "{{ '<|im_start|>system\n" + SMOLLM2_SYSTEM + "<|im_end|>\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{%- generation -%}{{ message['content'] + '<|im_end|>' }}{%- endgeneration -%}"
-    "{%- else -%}"
-    "{{ message['content'] + '<|im_end|>' }}"
-    "{%- endif -%}"
-    "{{ '\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+    "{%- endif -%}" + _CHATML_TURNS
 )
 
 OWN_TEMPLATES: dict[str, str] = {"zephyr": ZEPHYR, "chatml": CHATML, "smollm2": SMOLLM2}
